@@ -1,0 +1,313 @@
+"""Tile a folder of scenes and colour masks into a VOC-style patch data set.
+
+    python -m data.prepare --images "/data/dubai_aerial" --masks "/data/dubai_aerial" --palette dubai \
+        --fg_classes building --patch_size 256 --out_root Dataset/dubai --list_out cdy12/dubai_all.txt
+
+Reads: images (JPEG/PNG/TIFF) and masks (PNG/TIFF), found recursively under --images/--masks (a folder, a file or a
+glob). An image pairs with the mask whose path relative to its root is the same once the extension, an ``images``
+(resp. ``masks``) folder component and the optional --image_suffix/--mask_suffix are removed:
+``Tile 1/images/image_part_001.jpg`` <-> ``Tile 1/masks/image_part_001.png``.
+Writes (see ``data.labels`` for the layout): ``<out_root>/JPEGImages/<name>.jpg``,
+``<out_root>/SegmentationClassAug/<name>.png`` (uint8: 0 background, 1..K fg classes, 255 ignore),
+``<out_root>/classes.json`` and the sorted name list --list_out. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import re
+import sys
+
+import numpy as np
+
+from data.labels import CLASSES_FILE, IGNORE_INDEX, IMAGE_DIR, LABEL_DIR, classes_path, image_path, label_path
+from data.palettes import decode_mask, load_palette, resolve_fg_classes
+from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
+from misc.io import save_jpg, save_json, save_png, save_text_lines
+
+logger = logging.getLogger(__name__)
+
+IMAGES_COMPONENT = "images"
+MASKS_COMPONENT = "masks"
+
+
+# --- finding and pairing files ------------------------------------------------------------------------------------
+
+def _list_files(spec: str, exts: tuple[str, ...]) -> tuple[str, list[str]]:
+    """(root, files) for a folder (recursive), a single file, or a glob (root = its leading folder without magic)."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        root, files = spec, []
+        for folder, dirs, names in os.walk(spec):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
+    elif os.path.isfile(spec):
+        root, files = os.path.dirname(spec) or ".", [spec]
+    elif glob.has_magic(spec):
+        parts = spec.split(os.sep)
+        fixed = []
+        for part in parts:
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        root = os.sep.join(fixed) or "."
+        files = sorted(f for f in glob.glob(spec, recursive=True) if os.path.isfile(f))
+    else:
+        raise FileNotFoundError(f"no such folder, file or glob match: {spec}")
+    return root, [f for f in files if f.lower().endswith(exts)]
+
+
+def _pair_key(rel: str, role_component: str, suffix: str) -> str:
+    """Relative path without extension, role folder component (images/masks) and file suffix, '/'-joined."""
+    parts = rel.replace(os.sep, "/").split("/")
+    folders = [p for p in parts[:-1] if p.lower() != role_component]
+    stem = os.path.splitext(parts[-1])[0]
+    if suffix and stem.endswith(suffix):
+        stem = stem[: -len(suffix)]
+    return "/".join(folders + [stem])
+
+
+def _keyed(spec: str, exts: tuple[str, ...], role: str, other: str, suffix: str, same_root: bool
+           ) -> tuple[str, dict[str, str]]:
+    root, files = _list_files(spec, exts)
+    keyed: dict[str, str] = {}
+    for path in files:
+        rel = os.path.relpath(path, root)
+        folders = [p.lower() for p in rel.replace(os.sep, "/").split("/")[:-1]]
+        if other in folders or (same_root and role not in folders):
+            continue  # the other role's file, when images and masks share a tree
+        key = _pair_key(rel, role, suffix)
+        if key in keyed:
+            raise ValueError(f"ambiguous {role}: {keyed[key]} and {path} both pair as {key!r}")
+        keyed[key] = path
+    if not keyed:
+        hint = f" (with --images and --masks the same folder, files must sit under '{role}/' folders)" \
+            if same_root else ""
+        raise FileNotFoundError(f"no {role} files ({', '.join(exts)}) found in {spec}{hint}")
+    return root, keyed
+
+
+def find_pairs(images: str, masks: str, image_suffix: str = "", mask_suffix: str = ""
+               ) -> list[tuple[str, str, str]]:
+    """Pair images with masks. Returns sorted (key, image_path, mask_path); a missing/ambiguous partner is an error.
+
+    ``key`` is the shared relative path, e.g. ``"Tile 1/image_part_001"``. Masks without an image are logged.
+    """
+    same_root = (not glob.has_magic(images) and not glob.has_magic(masks)
+                 and os.path.realpath(images) == os.path.realpath(masks))
+    _, image_files = _keyed(images, IMAGE_EXTS, IMAGES_COMPONENT, MASKS_COMPONENT, image_suffix, same_root)
+    _, mask_files = _keyed(masks, MASK_EXTS, MASKS_COMPONENT, IMAGES_COMPONENT, mask_suffix, same_root)
+    missing = [image_files[k] for k in sorted(image_files) if k not in mask_files]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"no mask for image {missing[0]}{more}: expected a mask with the same relative "
+                                f"path and stem under {masks}")
+    orphans = sorted(set(mask_files) - set(image_files))
+    if orphans:
+        logger.warning("%d masks have no image and are skipped, e.g. %s", len(orphans), mask_files[orphans[0]])
+    return [(k, image_files[k], mask_files[k]) for k in sorted(image_files)]
+
+
+def scene_name(key: str) -> str:
+    """A file-system-safe unique name: 'Tile 1/image_part_001' -> 'Tile_1__image_part_001'."""
+    parts = [re.sub(r"[^0-9A-Za-z_.-]", "_", p.replace(" ", "_")) for p in key.split("/")]
+    return "__".join(parts)
+
+
+# --- tiling -------------------------------------------------------------------------------------------------------
+
+def window_starts(length: int, patch_size: int, stride: int) -> list[int]:
+    """Window starts along one axis; the last window is shifted back to end at the border (no padding).
+
+    A length <= patch_size gives the single window [0] covering the whole axis.
+    """
+    if length <= patch_size:
+        return [0]
+    starts = list(range(0, length - patch_size + 1, stride))
+    if starts[-1] != length - patch_size:
+        starts.append(length - patch_size)
+    return starts
+
+
+def tile_windows(height: int, width: int, patch_size: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """(y, x, h, w) windows covering a (height, width) scene; patch_size 0 = the whole scene."""
+    if patch_size <= 0:
+        return [(0, 0, height, width)]
+    ph, pw = min(patch_size, height), min(patch_size, width)
+    return [(y, x, ph, pw) for y in window_starts(height, patch_size, stride)
+            for x in window_starts(width, patch_size, stride)]
+
+
+# --- the pass -----------------------------------------------------------------------------------------------------
+
+def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), patch_size: int = 256,
+            stride: int | None = None, out_root: str | None = None, list_out: str | None = None, *,
+            image_ext: str = "jpg", min_valid: float = 0.5, quiet: bool = False, image_suffix: str = "",
+            mask_suffix: str = "", clean: bool = False, jpeg_quality: int = 95) -> dict:
+    """Pair, decode, tile and write a patch data set; see the module docstring. Returns a summary dict.
+
+    Args:
+        palette: a palette name, JSON path or :class:`data.palettes.Palette`.
+        fg_classes: foreground class names (label 1..K in this order); None / ["all"] = every non-ignore class.
+        patch_size: square patch side; 0 = keep scenes whole. stride: default patch_size.
+        min_valid: drop patches whose share of non-ignore pixels is below this.
+        clean: delete patch files in out_root left over from an earlier run (otherwise only warned about).
+    """
+    from tqdm import tqdm
+
+    if out_root is None:
+        raise ValueError("out_root is required")
+    if patch_size < 0:
+        raise ValueError(f"patch_size must be >= 0, got {patch_size}")
+    stride = patch_size if not stride else stride
+    if patch_size and stride <= 0:
+        raise ValueError(f"stride must be > 0, got {stride}")
+    if patch_size and stride > patch_size:
+        logger.warning("stride %d > patch_size %d: pixels between windows are not covered", stride, patch_size)
+    if image_ext not in ("jpg", "png"):
+        raise ValueError(f"image_ext must be 'jpg' or 'png', got {image_ext!r}")
+    if not 0.0 <= min_valid <= 1.0:
+        raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+    palette = load_palette(palette)
+    fg = resolve_fg_classes(palette, list(fg_classes) if fg_classes is not None else None)
+
+    pairs = find_pairs(images, masks, image_suffix=image_suffix, mask_suffix=mask_suffix)
+    names_by_scene: dict[str, str] = {}
+    for key, image_file, _ in pairs:
+        name = scene_name(key)
+        if name in names_by_scene:
+            raise ValueError(f"name collision: {names_by_scene[name]} and {image_file} both become {name!r}")
+        names_by_scene[name] = image_file
+    masks_root = masks if os.path.isdir(masks) else None
+    logger.info("%d image/mask pairs found; palette %s; foreground %s", len(pairs), palette.name, fg)
+
+    written: list[str] = []
+    unknown_per_file: dict[str, int] = {}
+    total_pixels = unknown_total = dropped = 0
+    disable = quiet or not sys.stderr.isatty()
+    for key, image_file, mask_file in tqdm(pairs, desc="scenes", unit="scene", disable=disable):
+        image = read_image(image_file)  # (H, W, 3) uint8
+        mask = read_mask(mask_file)  # (H, W) or (H, W, 3)
+        if image.shape[:2] != mask.shape[:2]:
+            raise ValueError(f"size mismatch: image {image_file} is {image.shape[1]}x{image.shape[0]} but mask "
+                             f"{mask_file} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
+        label, n_unknown = decode_mask(mask, palette, fg)  # (H, W) uint8
+        rel_mask = os.path.relpath(mask_file, masks_root) if masks_root else mask_file
+        total_pixels += label.size
+        unknown_total += n_unknown
+        unknown_per_file[rel_mask] = n_unknown
+        if n_unknown:
+            logger.info("%s: %.1f %% unknown colour (%d pixels) -> ignore (%d)", rel_mask,
+                        100.0 * n_unknown / label.size, n_unknown, IGNORE_INDEX)
+        scene = scene_name(key)
+        for y, x, h, w in tile_windows(label.shape[0], label.shape[1], patch_size, stride):
+            patch_label = label[y:y + h, x:x + w]
+            if np.count_nonzero(patch_label != IGNORE_INDEX) < min_valid * patch_label.size:
+                dropped += 1
+                continue
+            name = f"{scene}__y{y:04d}_x{x:04d}" if patch_size else scene
+            patch_image = image[y:y + h, x:x + w]
+            if image_ext == "jpg":
+                save_jpg(image_path(out_root, name, "jpg"), patch_image, quality=jpeg_quality)
+            else:
+                save_png(image_path(out_root, name, "png"), patch_image)
+            save_png(label_path(out_root, name), np.ascontiguousarray(patch_label))
+            written.append(name)
+    if not written:
+        raise ValueError(f"no patch kept out of {len(pairs)} scenes: lower --min_valid ({min_valid})?")
+    written.sort()
+
+    stale = _stale_files(out_root, set(written), image_ext)
+    if stale:
+        if clean:
+            for path in stale:
+                os.remove(path)
+            logger.info("removed %d patch files left over from an earlier run", len(stale))
+        else:
+            logger.warning("%d files in %s are not part of this run (an earlier run?), e.g. %s; the list file is "
+                           "authoritative, or re-run with --clean", len(stale), out_root, stale[0])
+
+    classes = ["background"] + fg
+    save_json(classes_path(out_root), {
+        "classes": classes, "ignore_index": IGNORE_INDEX, "palette": palette.name,
+        "palette_classes": palette.class_names, "fg_classes": fg,
+        "source_images": os.path.abspath(images), "source_masks": os.path.abspath(masks),
+        "patch_size": patch_size, "stride": stride if patch_size else 0, "image_ext": image_ext,
+        "min_valid": min_valid, "num_scenes": len(pairs), "num_patches": len(written)})
+    if list_out:
+        save_text_lines(list_out, written)
+
+    share = 100.0 * unknown_total / max(total_pixels, 1)
+    logger.info("%d scenes -> %d patches in %s (%d dropped below min_valid %.2f); unknown colour: %d pixels "
+                "(%.2f %%) -> ignore", len(pairs), len(written), out_root, dropped, min_valid, unknown_total, share)
+    return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
+            "unknown_pixels": unknown_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
+            "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
+            "classes_json": os.path.join(out_root, CLASSES_FILE)}
+
+
+def _stale_files(out_root: str, names: set[str], image_ext: str) -> list[str]:
+    stale = []
+    for folder, ext in ((IMAGE_DIR, f".{image_ext}"), (LABEL_DIR, ".png")):
+        path = os.path.join(out_root, folder)
+        if os.path.isdir(path):
+            stale += sorted(os.path.join(path, f) for f in os.listdir(path)
+                            if f.endswith(ext) and not f.startswith(".") and f[: -len(ext)] not in names)
+    return stale
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+def str2bool(value) -> bool:
+    """'True/False/true/false/1/0/yes/no' -> bool; anything else is an argparse error."""
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0), got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
+    src = parser.add_argument_group("sources")
+    src.add_argument("--images", required=True, type=str, help="folder (recursive), file or glob of images")
+    src.add_argument("--masks", required=True, type=str, help="folder (recursive), file or glob of masks")
+    src.add_argument("--image_suffix", default="", type=str, help="stem suffix dropped for pairing, e.g. _RGB")
+    src.add_argument("--mask_suffix", default="", type=str, help="stem suffix dropped for pairing, e.g. _label")
+    src.add_argument("--palette", default="dubai", type=str, help="dubai|isprs|binary|index[:names]|<file.json>")
+    src.add_argument("--fg_classes", default="building", type=str, help="comma list, or 'all' (land cover)")
+    tiling = parser.add_argument_group("tiling")
+    tiling.add_argument("--patch_size", default=256, type=int, help="0 = keep scenes whole")
+    tiling.add_argument("--stride", default=None, type=int, help="default: patch_size")
+    tiling.add_argument("--min_valid", default=0.5, type=float, help="min share of non-ignore pixels per patch")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out_root", required=True, type=str, help="e.g. Dataset/dubai")
+    out.add_argument("--list_out", default=None, type=str, help="list of all patch names, e.g. cdy12/dubai_all.txt")
+    out.add_argument("--image_ext", default="jpg", choices=("jpg", "png"))
+    out.add_argument("--clean", default=False, type=str2bool, nargs="?", const=True,
+                     help="delete patch files of an earlier run that this run did not write")
+    out.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fg = [c.strip() for c in args.fg_classes.split(",") if c.strip()]
+    try:
+        return prepare(args.images, args.masks, args.palette, fg, args.patch_size, args.stride, args.out_root,
+                       args.list_out, image_ext=args.image_ext, min_valid=args.min_valid, quiet=args.quiet,
+                       image_suffix=args.image_suffix, mask_suffix=args.mask_suffix, clean=args.clean)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()

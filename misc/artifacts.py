@@ -1,0 +1,85 @@
+"""The artifact contract: every file name a pass reads or writes is built here and nowhere else.
+
+Data set (``voc12_root``, the seed's name for the data folder)::
+
+    <voc12_root>/JPEGImages/<name>.jpg|png|tif     input patches (RGB)
+    <voc12_root>/SegmentationClassAug/<name>.png   uint8 class index: 0 background, 1..K classes, 255 ignore
+    <voc12_root>/classes.json                      {"classes": ["background", "building", ...], ...}
+    <voc12_root>/cls_labels.npy                    structured array (name, labels[K]) — see data/labels.py
+
+Pass outputs::
+
+    <cam_out_dir>/<name>.npz           keys (k,) int64 fg class indices (0-based, without background),
+                                       cam (k, ceil(H/4), ceil(W/4)) float32, high_res (k, H, W) float32;
+                                       each map max-normalised to [0, 1]
+    <cam_out_dir>/eval_cam.json        {"miou", "iou": {class: iou}, "threshold", "sweep": [...]}
+    <ir_label_out_dir>/<name>.png      uint8: 0 background, 1..K classes, 255 unsure
+    <sem_seg_out_dir>/<name>.png       uint8 pseudo mask: 0 background, 1..K classes
+    <sem_seg_out_dir>/eval_sem_seg.json
+    <ins_seg_out_dir>/<name>.npz       instance masks of one image (see step/make_ins_seg_labels.py)
+    <any out dir>/overlays/<name>.png  RGB pictures for people
+    <any out dir>/args_<pass>.json     the arguments the pass ran with
+"""
+from __future__ import annotations
+
+import os
+
+IMAGE_DIR = "JPEGImages"
+MASK_DIR = "SegmentationClassAug"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IGNORE_INDEX = 255
+
+
+def image_path(voc12_root: str, name: str) -> str:
+    """Path of the image patch ``name``; the first existing extension of IMAGE_EXTENSIONS wins."""
+    base = os.path.join(voc12_root, IMAGE_DIR, name)
+    for ext in IMAGE_EXTENSIONS:
+        if os.path.isfile(base + ext):
+            return base + ext
+    raise FileNotFoundError(
+        f"image {name!r} not found: no {base}{{{','.join(IMAGE_EXTENSIONS)}}} (is --voc12_root right?)")
+
+
+def mask_path(voc12_root: str, name: str) -> str:
+    return os.path.join(voc12_root, MASK_DIR, f"{name}.png")
+
+
+def classes_json_path(voc12_root: str) -> str:
+    return os.path.join(voc12_root, "classes.json")
+
+
+def cls_labels_path(voc12_root: str, override: str | None = None) -> str:
+    return override if override else os.path.join(voc12_root, "cls_labels.npy")
+
+
+def cam_path(cam_out_dir: str, name: str) -> str:
+    return os.path.join(cam_out_dir, f"{name}.npz")
+
+
+def ir_label_path(ir_label_out_dir: str, name: str) -> str:
+    return os.path.join(ir_label_out_dir, f"{name}.png")
+
+
+def sem_seg_path(sem_seg_out_dir: str, name: str) -> str:
+    return os.path.join(sem_seg_out_dir, f"{name}.png")
+
+
+def ins_seg_path(ins_seg_out_dir: str, name: str) -> str:
+    return os.path.join(ins_seg_out_dir, f"{name}.npz")
+
+
+def seg_pred_path(seg_out_dir: str, name: str) -> str:
+    return os.path.join(seg_out_dir, f"{name}.png")
+
+
+def overlay_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, "overlays", f"{name}.png")
+
+
+def eval_json_path(out_dir: str, pass_name: str) -> str:
+    """``eval_cam.json``, ``eval_sem_seg.json``, ... inside the folder that was evaluated."""
+    return os.path.join(out_dir, f"{pass_name}.json")
+
+
+def args_json_path(out_dir: str, pass_name: str) -> str:
+    return os.path.join(out_dir, f"args_{pass_name}.json")

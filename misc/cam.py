@@ -1,0 +1,37 @@
+"""Class activation map math: normalisation, multi-scale fusion, background thresholding."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def max_normalize(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-map max normalisation of non-negative CAMs (k, H, W) → values in [0, 1], each map peaking at 1.
+
+    A map that is all zero stays zero (eps keeps the division finite).
+    """
+    peak = F.adaptive_max_pool2d(cams, (1, 1)) if cams.dim() == 4 else cams.flatten(1).max(dim=1)[0][:, None, None]
+    return cams / (peak + eps)
+
+
+def fuse_scales(cams: list[torch.Tensor], size_hw: tuple[int, int]) -> torch.Tensor:
+    """Sum CAMs (k, h_i, w_i) from several scales/flips after resizing each to ``size_hw`` (bilinear)."""
+    total = None
+    for cam in cams:
+        up = F.interpolate(cam[None], size=size_hw, mode="bilinear", align_corners=False)[0]
+        total = up if total is None else total + up
+    return total
+
+
+def cams_to_label(high_res: np.ndarray, keys: np.ndarray, bg_threshold: float) -> np.ndarray:
+    """Class-index map (H, W) uint8 from max-normalised CAMs (k, H, W) of the present classes ``keys``.
+
+    Background wins where every CAM is below ``bg_threshold``; otherwise the strongest class (key + 1).
+    """
+    h, w = high_res.shape[-2:]
+    if len(keys) == 0:
+        return np.zeros((h, w), np.uint8)
+    scores = np.concatenate([np.full((1, h, w), bg_threshold, np.float32), high_res.astype(np.float32)], 0)
+    lookup = np.concatenate([[0], np.asarray(keys) + 1]).astype(np.uint8)
+    return lookup[np.argmax(scores, axis=0)]

@@ -1,0 +1,124 @@
+"""Seeds, devices, optimisers and self-describing checkpoints."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from misc.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for DataLoader shuffling, so the sample order depends on --seed only."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when present, else CPU. An unavailable CUDA request is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: CUDA is not available on this machine (use --device auto or cpu)")
+    return device
+
+
+class PolyOptimizer(torch.optim.SGD):
+    """SGD whose learning rate decays as ``lr * (1 - step / max_step) ** power`` (IRN's schedule).
+
+    Weight decay and momentum are passed by keyword (IRN passed weight decay positionally into the momentum slot).
+    """
+
+    def __init__(self, param_groups: Iterable[dict], lr: float, weight_decay: float, max_step: int,
+                 momentum: float = 0.9, power: float = 0.9):
+        super().__init__(param_groups, lr=lr, weight_decay=weight_decay, momentum=momentum)
+        self.global_step = 0
+        self.max_step = max(1, int(max_step))
+        self.power = power
+        self._initial_lrs = [group["lr"] for group in self.param_groups]
+
+    def step(self, closure=None):
+        if self.global_step < self.max_step:
+            factor = (1 - self.global_step / self.max_step) ** self.power
+            for group, lr0 in zip(self.param_groups, self._initial_lrs):
+                group["lr"] = lr0 * factor
+        result = super().step(closure)
+        self.global_step += 1
+        return result
+
+
+def check_finite(loss: torch.Tensor, *, where: str) -> None:
+    """Stop with a clear message when a loss turns NaN/inf (a silent NaN ruins every later artifact)."""
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(
+            f"{where}: loss is {loss.detach().cpu().tolist()} (not finite); lower the learning rate or check the "
+            f"input images for NaN/constant values")
+
+
+def save_checkpoint(path: str, *, model: torch.nn.Module, args: Any, step: int, metrics: dict | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
+    """Write a self-describing checkpoint atomically: weights, the arguments that built the model, step, metrics."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    payload = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "args": vars(args) if not isinstance(args, dict) else dict(args),
+        "step": int(step),
+        "metrics": dict(metrics or {}),
+        "model_class": type(model).__name__,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if extra:
+        payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (or a bare state dict); errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path} (train it first, or fix the path)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise ValueError(f"cannot read weights file {path}: {err}") from err
+    if isinstance(payload, dict) and "state_dict" in payload:
+        return payload
+    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return {"state_dict": payload, "args": {}, "step": 0, "metrics": {}}
+    raise ValueError(f"{path} is not a checkpoint of this toolkit (no 'state_dict')")
+
+
+def load_weights(model: torch.nn.Module, checkpoint: dict, *, path: str) -> None:
+    """Strictly load weights; a wrong architecture is reported with the file name and the first differing keys."""
+    result = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        built = checkpoint.get("args", {})
+        hint = f" (it was trained with --backbone {built.get('backbone')})" if built.get("backbone") else ""
+        raise ValueError(
+            f"weights in {path} do not fit {type(model).__name__}{hint}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}")
+
+
+def to_numpy_cpu(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def num_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
+    return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)

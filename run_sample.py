@@ -1,0 +1,42 @@
+"""Run stage passes of the weakly supervised pipeline, e.g.
+
+    python run_sample.py --train_cam_pass True --voc12_root Dataset/potsdam --train_list cdy12/train_aug.txt
+
+Builds the parser, sets up logging / seed / device, then runs each enabled pass (``step.<pass>.run(args)``) in
+pipeline order. Nothing else lives here.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+
+from misc import dist
+from misc.cli import build_parser, enabled_passes
+from misc.logutils import setup_logging
+from misc.torchutils import resolve_device, set_seed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(prog="run_sample.py")
+    args = parser.parse_args(argv)
+    passes = enabled_passes(args)
+    if not passes:
+        parser.error("no pass enabled: add e.g. --train_cam_pass True (see --help, group 'passes')")
+    setup_logging(f"{args.log_name}.log" if dist.is_main() else None, quiet=args.quiet)
+    args.device = str(dist.init_distributed(resolve_device(args.device)))
+    set_seed(args.seed)
+    log = logging.getLogger("run_sample")
+    log.info("passes: %s | device %s | world size %d", ", ".join(passes), args.device, dist.world_size())
+    for name in passes:
+        start = time.time()
+        log.info("== %s", name)
+        importlib.import_module(f"step.{name}").run(args)
+        dist.barrier()
+        log.info("== %s done in %.1f s", name, time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Pass eval_cam: score CAMs against the ground-truth masks over a sweep of background thresholds.
+
+Reads:  <cam_out_dir>/<name>.npz for --eval_list (default --infer_list), <voc12_root>/SegmentationClassAug,
+        classes.json
+Writes: <cam_out_dir>/eval_cam.json = {"miou", "iou": {class: IoU}, "threshold", "sweep": [{threshold, miou,
+        iou}], ...} at the best threshold (or at --cam_eval_thres when given).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from data.labels import load_class_names, read_name_list
+from misc import artifacts
+from misc.cam import cams_to_label
+from misc.io import load_npz, load_png, save_json
+from misc.logutils import progress
+from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEP = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+
+
+def load_ground_truth(voc12_root: str, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """The uint8 class-index mask of ``name``; a size different from the prediction is an error naming the file."""
+    path = artifacts.mask_path(voc12_root, name)
+    gt = load_png(path)
+    if gt.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel class-index mask (run data.prepare), got {gt.shape}")
+    if gt.shape != tuple(shape):
+        raise ValueError(f"{path}: mask is {gt.shape[1]}x{gt.shape[0]} but the prediction is {shape[1]}x{shape[0]}")
+    return gt
+
+
+def sweep_cams(cam_dir: str, voc12_root: str, names: list[str], num_classes: int,
+               thresholds: tuple[float, ...]) -> np.ndarray:
+    """Confusion matrices (T, C, C) of CAM labels at each background threshold, summed over ``names``."""
+    conf = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
+    for name in progress(names, desc="eval_cam"):
+        cam = load_npz(artifacts.cam_path(cam_dir, name))
+        # high_res is (k, H, W); with no class present k = 0 but H, W are still there
+        gt = load_ground_truth(voc12_root, name, cam["high_res"].shape[-2:])
+        for t, thr in enumerate(thresholds):
+            conf[t] += confusion_matrix(cams_to_label(cam["high_res"], cam["keys"], thr), gt, num_classes)
+    return conf
+
+
+def best_of_sweep(conf: np.ndarray, thresholds: tuple[float, ...], class_names: list[str]) -> dict:
+    """The eval JSON: scores at the threshold with the highest mIoU, plus the whole sweep."""
+    sweep = []
+    for thr, c in zip(thresholds, conf):
+        s = scores_from_confusion(c)
+        sweep.append({"threshold": float(thr), "miou": s["miou"],
+                      "iou": named_scores({"iou": s["iou"]}, class_names)["iou"]})
+    best = int(np.nanargmax([s["miou"] for s in sweep]))
+    result = named_scores(scores_from_confusion(conf[best]), class_names)
+    result.update({"threshold": float(thresholds[best]), "sweep": sweep})
+    return result
+
+
+def log_table(result: dict, title: str) -> None:
+    rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
+    log.info("%s: mIoU %.4f at threshold %.2f | IoU %s", title, result["miou"], result["threshold"], rows)
+
+
+def run(args) -> None:
+    names = read_name_list(args.eval_list or args.infer_list)
+    class_names = load_class_names(args.voc12_root)
+    thresholds = (args.cam_eval_thres,) if args.cam_eval_thres is not None else DEFAULT_SWEEP
+    conf = sweep_cams(args.cam_out_dir, args.voc12_root, names, len(class_names), thresholds)
+    result = best_of_sweep(conf, thresholds, class_names)
+    result["num_images"] = len(names)
+    save_json(artifacts.eval_json_path(args.cam_out_dir, "eval_cam"), result)
+    log_table(result, f"eval_cam {args.cam_out_dir}")

@@ -1,0 +1,124 @@
+"""Pass make_cam: multi-scale, flip-augmented class activation maps for every image of --infer_list.
+
+Reads:  --cam_weights_name, --infer_list, <voc12_root>/JPEGImages, cls_labels.npy (which classes are present)
+Writes: <cam_out_dir>/<name>.npz (keys, cam at stride 4, high_res at full size; see misc/artifacts.py),
+        <cam_out_dir>/overlays/<name>.png for the first --cam_num_overlays images, args_make_cam.json.
+Items whose .npz already exists are skipped unless --overwrite (a killed run resumes where it stopped).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import torch
+
+from data.labels import load_cls_labels, read_name_list
+from misc import artifacts, dist
+from misc.cam import max_normalize
+from misc.io import save_args, save_npz, save_png
+from misc.logutils import progress
+from misc.torchutils import load_checkpoint, load_weights
+from misc.visualize import cam_overlay, side_by_side
+from net.cam_net import CAMNet
+
+log = logging.getLogger(__name__)
+
+
+def load_cam_model(weights_path: str, device: torch.device) -> CAMNet:
+    """Rebuild the CAM network from its self-describing checkpoint and load the weights (eval mode)."""
+    ckpt = load_checkpoint(weights_path, map_location="cpu")
+    built = ckpt.get("args", {})
+    num_classes = ckpt.get("num_classes") or ckpt["state_dict"]["classifier.weight"].shape[0]
+    model = CAMNet(backbone=built.get("backbone", "efficientnet_lite0"), num_classes=int(num_classes), pretrained=None)
+    load_weights(model, ckpt, path=weights_path)
+    return model.to(device).eval()
+
+
+def present_classes(cls_labels: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """0-based indices of the foreground classes the image-level label says are present."""
+    if name not in cls_labels:
+        raise KeyError(f"image {name!r} has no image-level label in cls_labels.npy (rerun write_numpy.py)")
+    return np.nonzero(cls_labels[name] > 0.5)[0].astype(np.int64)
+
+
+def stride4_size(height: int, width: int) -> tuple[int, int]:
+    return math.ceil(height / 4), math.ceil(width / 4)
+
+
+def multiscale_cams(model: CAMNet, image: np.ndarray, scales: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of CAMs over scales and a horizontal flip, before normalisation.
+
+    image: uint8 (H, W, 3). Returns (K, ceil(H/4), ceil(W/4)) and (K, H, W) float32 tensors on the model's device.
+    The flipped copy rides in the same batch as the original, so each scale costs one forward pass.
+    """
+    device = next(model.parameters()).device
+    h, w = image.shape[:2]
+    x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+    strided_total = torch.zeros(0)
+    high_total = torch.zeros(0)
+    for scale in scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        xs = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False) if scale != 1 else x
+        batch = torch.cat([xs, xs.flip(-1)], dim=0)  # (2, 3, h', w')
+        _, cams = model.forward_with_cams(batch)  # (2, K, h'/16, w'/16)
+        cams = cams[0:1] + cams[1:2].flip(-1)  # (1, K, h'/16, w'/16)
+        strided = torch.nn.functional.interpolate(cams, size=stride4_size(h, w), mode="bilinear", align_corners=False)
+        high = torch.nn.functional.interpolate(cams, size=(h, w), mode="bilinear", align_corners=False)
+        strided_total = strided[0] if strided_total.numel() == 0 else strided_total + strided[0]
+        high_total = high[0] if high_total.numel() == 0 else high_total + high[0]
+    return strided_total, high_total
+
+
+def save_cam_artifact(out_dir: str, name: str, keys: np.ndarray, strided: torch.Tensor,
+                      high_res: torch.Tensor) -> np.ndarray:
+    """Keep the present classes' maps, max-normalise each to [0, 1] and write the .npz atomically.
+
+    Returns the normalised full-size maps (k, H, W) float32 (for overlays)."""
+    keys_t = torch.as_tensor(keys, dtype=torch.long, device=strided.device)
+    strided = max_normalize(strided[keys_t]) if len(keys) else strided[:0]
+    high_res = max_normalize(high_res[keys_t]) if len(keys) else high_res[:0]
+    high_np = high_res.float().cpu().numpy()
+    save_npz(artifacts.cam_path(out_dir, name), keys=keys.astype(np.int64),
+             cam=strided.float().cpu().numpy(), high_res=high_np)
+    return high_np
+
+
+def write_cam_overlay(out_dir: str, name: str, image: np.ndarray, keys: np.ndarray, high_res: np.ndarray) -> None:
+    """Image | CAM of each present class, side by side."""
+    panels = [image] + [cam_overlay(image, high_res[i]) for i in range(len(keys))]
+    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels))
+
+
+def pending_names(names: list[str], out_dir: str, overwrite: bool) -> list[str]:
+    """This rank's names whose artifact is not there yet (all of them under --overwrite)."""
+    mine = dist.shard(names)
+    if overwrite:
+        return mine
+    return [n for n in mine if not os.path.isfile(artifacts.cam_path(out_dir, n))]
+
+
+def run(args) -> None:
+    from data.raster_io import read_image
+
+    device = torch.device(args.device)
+    names = read_name_list(args.infer_list)
+    cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
+    model = load_cam_model(args.cam_weights_name, device)
+    os.makedirs(args.cam_out_dir, exist_ok=True)
+    if dist.is_main():
+        save_args(args, args.cam_out_dir, "make_cam")
+    overlay_names = set(names[: args.cam_num_overlays])
+    todo = pending_names(names, args.cam_out_dir, args.overwrite)
+    log.info("make_cam: %d images to do (%d already done), scales %s", len(todo),
+             len(dist.shard(names)) - len(todo), args.cam_scales)
+    with torch.inference_mode():
+        for name in progress(todo, desc="make_cam"):
+            keys = present_classes(cls_labels, name)
+            image = read_image(artifacts.image_path(args.voc12_root, name))
+            strided, high = multiscale_cams(model, image, args.cam_scales)
+            high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
+            if name in overlay_names:
+                write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+    log.info("make_cam: CAMs in %s", args.cam_out_dir)
