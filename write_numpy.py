@@ -10,10 +10,10 @@ data.labels.image_level_labels.
 from __future__ import annotations
 
 import argparse
-import logging
 
-from data.labels import build_cls_labels, cls_labels_path, read_name_list
-from data.prepare import str2bool
+from data.labels import build_cls_labels, read_name_list
+from misc.cli import str2bool
+from misc.logutils import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(None, quiet=args.quiet)
     try:
         names = read_name_list(args.list) if args.list else None
         return build_cls_labels(args.voc12_root, names,
-                                cls_labels_path_out=args.cls_labels_path or cls_labels_path(args.voc12_root),
+                                cls_labels_file=args.cls_labels_path,
                                 out_list=args.out_list, out_pos_list=args.out_pos_list, pos_thres=args.pos_thres,
                                 neg_thres=args.neg_thres, quiet=args.quiet)
     except (ValueError, FileNotFoundError) as err:

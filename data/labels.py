@@ -1,6 +1,6 @@
 """The prepared data set's layout, name lists, and the image-level label file ``cls_labels.npy``.
 
-Layout under ``voc12_root`` (VOC-style, written by ``data.prepare``)::
+Layout under ``voc12_root`` (VOC-style, written by ``data.prepare``; file names are built in ``misc.artifacts``)::
 
     JPEGImages/<name>.jpg            RGB patch (or .png with --image_ext png)
     SegmentationClassAug/<name>.png  uint8 label: 0 background, 1..K foreground classes, 255 ignore
@@ -18,32 +18,10 @@ import sys
 
 import numpy as np
 
+from misc.artifacts import IGNORE_INDEX, MASK_DIR, classes_json_path, cls_labels_path, mask_path
 from misc.io import save_npy, save_text_lines
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
-IMAGE_DIR = "JPEGImages"
-LABEL_DIR = "SegmentationClassAug"
-CLASSES_FILE = "classes.json"
-CLS_LABELS_FILE = "cls_labels.npy"
-
-
-def image_path(voc12_root: str, name: str, ext: str = "jpg") -> str:
-    return os.path.join(voc12_root, IMAGE_DIR, f"{name}.{ext}")
-
-
-def label_path(voc12_root: str, name: str) -> str:
-    return os.path.join(voc12_root, LABEL_DIR, f"{name}.png")
-
-
-def classes_path(voc12_root: str) -> str:
-    return os.path.join(voc12_root, CLASSES_FILE)
-
-
-def cls_labels_path(voc12_root: str) -> str:
-    return os.path.join(voc12_root, CLS_LABELS_FILE)
-
 
 # --- name lists ---------------------------------------------------------------------------------------------------
 
@@ -72,7 +50,7 @@ def read_name_list(path: str) -> list[str]:
 
 def load_class_names(voc12_root: str) -> list[str]:
     """Class names of a prepared data set, from ``<voc12_root>/classes.json``: ["background", fg_1, ..., fg_K]."""
-    path = classes_path(voc12_root)
+    path = classes_json_path(voc12_root)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"class file not found: {path} (run `python -m data.prepare` first)")
     try:
@@ -163,13 +141,13 @@ def image_level_labels(mask: np.ndarray, num_fg: int, pos_thres: float = 0.05, n
     return present.astype(np.uint8)
 
 
-def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_labels_path_out: str | None = None,
+def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_labels_file: str | None = None,
                      out_list: str | None = None, out_pos_list: str | None = None, pos_thres: float = 0.05,
                      neg_thres: float = 0.0, quiet: bool = False) -> dict:
     """Derive image-level labels for the patches of a prepared data set and write the label file and lists.
 
     Reads ``<voc12_root>/classes.json`` and ``SegmentationClassAug/<name>.png`` for each name (default: every PNG
-    there). Writes ``cls_labels.npy`` (kept patches), ``out_list`` (kept patches, positives and negatives) and
+    there). Writes ``cls_labels_file`` (default ``<voc12_root>/cls_labels.npy``; kept patches), ``out_list`` (kept patches, positives and negatives) and
     ``out_pos_list`` (patches with at least one foreground class present), each sorted by name.
 
     Returns a summary dict: kept, positive (per class), negative, dropped_ambiguous, dropped_no_valid, paths.
@@ -181,19 +159,19 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
     fg_names = class_names[1:]
     num_fg = len(fg_names)
     if names is None:
-        folder = os.path.join(voc12_root, LABEL_DIR)
+        folder = os.path.join(voc12_root, MASK_DIR)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"label folder not found: {folder}")
         names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".png") and not f.startswith("."))
         if not names:
             raise ValueError(f"no PNG labels in {folder}")
-    cls_labels_path_out = cls_labels_path_out or cls_labels_path(voc12_root)
+    cls_labels_file = cls_labels_path(voc12_root, cls_labels_file)
 
     kept, kept_labels = [], []
     dropped_ambiguous, dropped_no_valid = [], []
     disable = quiet or not sys.stderr.isatty()
     for name in tqdm(names, desc="image-level labels", unit="patch", disable=disable):
-        path = label_path(voc12_root, name)
+        path = mask_path(voc12_root, name)
         mask = load_png(path)
         if mask.ndim != 2:
             raise ValueError(f"label {path} must be a one-channel index PNG, got shape {mask.shape}")
@@ -218,7 +196,7 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
     is_pos = labels.any(axis=1)
     negative = int((~is_pos).sum())
 
-    save_cls_labels(cls_labels_path_out, kept, labels)
+    save_cls_labels(cls_labels_file, kept, labels)
     if out_list:
         save_text_lines(out_list, kept)
     if out_pos_list:
@@ -235,5 +213,5 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
         logger.warning("no negative patch (without the foreground class): the classifier sees no contrast")
     return {"num_patches": len(names), "kept": len(kept), "positive": positive, "negative": negative,
             "num_positive_patches": int(is_pos.sum()), "dropped_ambiguous": len(dropped_ambiguous),
-            "dropped_no_valid": len(dropped_no_valid), "cls_labels_path": cls_labels_path_out,
+            "dropped_no_valid": len(dropped_no_valid), "cls_labels_path": cls_labels_file,
             "out_list": out_list, "out_pos_list": out_pos_list, "class_names": fg_names}

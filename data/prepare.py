@@ -7,7 +7,7 @@ Reads: images (JPEG/PNG/TIFF) and masks (PNG/TIFF), found recursively under --im
 glob). An image pairs with the mask whose path relative to its root is the same once the extension, an ``images``
 (resp. ``masks``) folder component and the optional --image_suffix/--mask_suffix are removed:
 ``Tile 1/images/image_part_001.jpg`` <-> ``Tile 1/masks/image_part_001.png``.
-Writes (see ``data.labels`` for the layout): ``<out_root>/JPEGImages/<name>.jpg``,
+Writes (file names from ``misc.artifacts``): ``<out_root>/JPEGImages/<name>.jpg``,
 ``<out_root>/SegmentationClassAug/<name>.png`` (uint8: 0 background, 1..K fg classes, 255 ignore),
 ``<out_root>/classes.json`` and the sorted name list --list_out. Every file is written atomically.
 """
@@ -22,10 +22,12 @@ import sys
 
 import numpy as np
 
-from data.labels import CLASSES_FILE, IGNORE_INDEX, IMAGE_DIR, LABEL_DIR, classes_path, image_path, label_path
 from data.palettes import decode_mask, load_palette, resolve_fg_classes
 from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
+from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, mask_path
+from misc.cli import str2bool
 from misc.io import save_jpg, save_json, save_png, save_text_lines
+from misc.logutils import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +211,12 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
                 continue
             name = f"{scene}__y{y:04d}_x{x:04d}" if patch_size else scene
             patch_image = image[y:y + h, x:x + w]
+            patch_image_path = os.path.join(out_root, IMAGE_DIR, f"{name}.{image_ext}")
             if image_ext == "jpg":
-                save_jpg(image_path(out_root, name, "jpg"), patch_image, quality=jpeg_quality)
+                save_jpg(patch_image_path, patch_image, quality=jpeg_quality)
             else:
-                save_png(image_path(out_root, name, "png"), patch_image)
-            save_png(label_path(out_root, name), np.ascontiguousarray(patch_label))
+                save_png(patch_image_path, patch_image)
+            save_png(mask_path(out_root, name), np.ascontiguousarray(patch_label))
             written.append(name)
     if not written:
         raise ValueError(f"no patch kept out of {len(pairs)} scenes: lower --min_valid ({min_valid})?")
@@ -230,7 +233,7 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
                            "authoritative, or re-run with --clean", len(stale), out_root, stale[0])
 
     classes = ["background"] + fg
-    save_json(classes_path(out_root), {
+    save_json(classes_json_path(out_root), {
         "classes": classes, "ignore_index": IGNORE_INDEX, "palette": palette.name,
         "palette_classes": palette.class_names, "fg_classes": fg,
         "source_images": os.path.abspath(images), "source_masks": os.path.abspath(masks),
@@ -245,12 +248,12 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
     return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
             "unknown_pixels": unknown_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
             "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
-            "classes_json": os.path.join(out_root, CLASSES_FILE)}
+            "classes_json": classes_json_path(out_root)}
 
 
 def _stale_files(out_root: str, names: set[str], image_ext: str) -> list[str]:
     stale = []
-    for folder, ext in ((IMAGE_DIR, f".{image_ext}"), (LABEL_DIR, ".png")):
+    for folder, ext in ((IMAGE_DIR, f".{image_ext}"), (MASK_DIR, ".png")):
         path = os.path.join(out_root, folder)
         if os.path.isdir(path):
             stale += sorted(os.path.join(path, f) for f in os.listdir(path)
@@ -259,18 +262,6 @@ def _stale_files(out_root: str, names: set[str], image_ext: str) -> list[str]:
 
 
 # --- command line -------------------------------------------------------------------------------------------------
-
-def str2bool(value) -> bool:
-    """'True/False/true/false/1/0/yes/no' -> bool; anything else is an argparse error."""
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0), got {value!r}")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
@@ -298,8 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(None, quiet=args.quiet)
     fg = [c.strip() for c in args.fg_classes.split(",") if c.strip()]
     try:
         return prepare(args.images, args.masks, args.palette, fg, args.patch_size, args.stride, args.out_root,

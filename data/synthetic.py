@@ -53,7 +53,7 @@ _CAR_COLORS = np.array([[235, 235, 235], [190, 192, 196], [40, 40, 44], [160, 30
 _CAR_WEIGHTS = np.array([0.35, 0.2, 0.15, 0.07, 0.08, 0.1, 0.05])
 _ASPHALT = np.array([[92, 92, 98], [76, 76, 80], [110, 108, 108]], np.float32)
 _SIDEWALK = np.array([[190, 186, 180], [204, 196, 182], [170, 170, 172]], np.float32)
-_GRASS = np.array([[92, 132, 58], [120, 146, 72], [70, 112, 52], [138, 150, 92]], np.float32)
+_GRASS = np.array([[86, 118, 60], [106, 128, 72], [70, 102, 54], [122, 134, 88]], np.float32)
 _TREE = np.array([[44, 78, 40], [58, 92, 44], [36, 64, 38], [72, 96, 52]], np.float32)
 _WATER_DEEP = np.array([[22, 52, 62], [28, 70, 92], [18, 40, 44], [34, 88, 110]], np.float32)
 _WATER_SHALLOW = np.array([[60, 128, 132], [70, 140, 156], [52, 104, 100], [84, 156, 170]], np.float32)
@@ -103,6 +103,7 @@ class _Scene:
     tree_crowns: np.ndarray | None = field(init=False, default=None)  # (H, W) uint8, painted last
     tree_light: np.ndarray | None = field(init=False, default=None)   # (H, W) float32 sunlit part of crowns
     tree_color: np.ndarray | None = field(init=False, default=None)   # (3,) crown colour
+    grid_angle: float = field(init=False, default=0.0)                # street grid orientation, radians
 
     def __post_init__(self) -> None:
         shape = (self.height, self.width)
@@ -113,6 +114,7 @@ class _Scene:
         self.grain = self.rng.standard_normal(shape, dtype=np.float32)
         self.low = _smooth_noise(self.rng, shape, 96)
         self.mid = _smooth_noise(self.rng, shape, 20)
+        self.grid_angle = float(self.rng.uniform(0, np.pi))
 
 
 @dataclass
@@ -168,17 +170,19 @@ def _fill(mask: np.ndarray, poly: np.ndarray, value: int = 1) -> None:
 
 
 def _hits(mask: np.ndarray, poly: np.ndarray) -> bool:
-    """True when polygon ``poly`` covers any nonzero pixel of ``mask`` or lies mostly outside the image."""
+    """True when polygon ``poly`` covers any nonzero pixel of ``mask`` or lies outside the image."""
     h, w = mask.shape
-    x0, y0 = np.floor(poly.min(0)).astype(int)
-    x1, y1 = np.ceil(poly.max(0)).astype(int) + 1
-    cx, cy = poly.mean(0)
-    if not (0 <= cx < w and 0 <= cy < h):
+    lo, hi = poly.min(0), poly.max(0)
+    x0, y0 = max(int(lo[0]) - 1, 0), max(int(lo[1]) - 1, 0)
+    x1, y1 = min(int(hi[0]) + 2, w), min(int(hi[1]) + 2, h)
+    if x1 <= x0 or y1 <= y0:
         return True
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    local = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    window = mask[y0:y1, x0:x1]
+    if not window.any():  # the common cheap answer
+        return False
+    local = np.zeros(window.shape, np.uint8)
     cv2.fillPoly(local, [_ipts(poly - np.float32([x0, y0]))], 1)
-    return bool((mask[y0:y1, x0:x1] & local).any())
+    return bool((window & local).any())
 
 
 @dataclass
@@ -259,7 +263,7 @@ def _plan_zones(rng: np.random.Generator, h: int, w: int) -> tuple[str, str, np.
     end up without buildings: "edge" scenes leave a quadrant or half empty, "coast" scenes have a sea side,
     "open" scenes have no buildings at all.
     """
-    kind = str(rng.choice(["urban", "edge", "coast", "open"], p=[0.32, 0.34, 0.18, 0.16]))
+    kind = str(rng.choice(["urban", "edge", "coast", "open"], p=[0.3, 0.36, 0.19, 0.15]))
     urban = np.ones((h, w), np.uint8)
     empty = np.zeros((h, w), np.uint8)
     fill = "none"
@@ -277,7 +281,7 @@ def _plan_zones(rng: np.random.Generator, h: int, w: int) -> tuple[str, str, np.
             empty = ((xx - cx) * sx + wobble > 0) & ((yy - cy) * sy + wobble > 0)
         empty = empty.astype(np.uint8)
         urban = 1 - empty
-        fill = str(rng.choice(["desert", "park", "water"], p=[0.45, 0.3, 0.25]))
+        fill = str(rng.choice(["desert", "park", "water"], p=[0.3, 0.35, 0.35]))
     return kind, fill, urban, empty
 
 
@@ -339,7 +343,7 @@ def _add_water(scene: _Scene) -> np.ndarray:
         blob = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 + 0.35 * scene.mid
         water = (blob < 1) & (scene.empty_region > 0)
     sea = water.astype(np.uint8)
-    if scene.kind in ("open", "urban") or rng.random() < 0.3:
+    if scene.kind in ("open", "urban") or rng.random() < 0.45:
         for _ in range(rng.integers(1, 3)):
             if rng.random() < 0.5:  # a pond
                 cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -350,19 +354,23 @@ def _add_water(scene: _Scene) -> np.ndarray:
                 cv2.polylines(band, [_ipts(_bezier(rng, h, w, bend=0.6))], False, 1, int(rng.integers(14, 36)))
                 band = cv2.GaussianBlur(band.astype(np.float32), (0, 0), 4) + 0.15 * scene.mid
                 water |= band > 0.5
+    # drop specks and slivers the noise leaves behind: real ponds are at least a few metres across
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    water = cv2.morphologyEx(water.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    sea &= water
     if not water.any():
         return sea
-    water = water.astype(np.uint8)
     # colour by depth: shallow near the shore, deep further out; gentle ripples
     depth = cv2.distanceTransform(water, cv2.DIST_L2, 3)
-    t = np.clip(depth / rng.uniform(8, 25), 0, 1)[..., None]
+    t = np.clip(depth / rng.uniform(4, 14), 0, 1)[..., None]
     k = rng.integers(len(_WATER_DEEP))
     color = _WATER_SHALLOW[k] * (1 - t) + _WATER_DEEP[k] * t
-    color = color * (1 + 0.04 * scene.mid + 0.015 * scene.grain)[..., None]
+    ripples = _smooth_noise(rng, (h, w), 4)  # small waves, a few px across
+    color = color * (1 + 0.035 * scene.mid + 0.025 * ripples + 0.015 * scene.grain)[..., None]
     # soft shore: blend over ~2 px, with a darker wet band on the sand side
     alpha = cv2.GaussianBlur(water.astype(np.float32), (0, 0), 1.2)[..., None]
-    wet = cv2.GaussianBlur(water.astype(np.float32), (0, 0), 4)[..., None]
-    scene.image *= 1 - 0.25 * np.clip(wet * 2, 0, 1)
+    wet = cv2.GaussianBlur(water.astype(np.float32), (0, 0), 2.5)[..., None]
+    scene.image *= 1 - 0.15 * np.clip(wet * 2, 0, 1)
     scene.image[:] = scene.image * (1 - alpha) + color * alpha
     scene.label[water > 0] = WATER
     scene.blocked |= cv2.dilate(water, np.ones((9, 9), np.uint8))
@@ -373,7 +381,7 @@ def _add_roads(scene: _Scene, sea: np.ndarray) -> list[_Road]:
     """A grid of streets at one orientation per scene plus an arterial (straight or curved, dual carriageway)."""
     rng, h, w = scene.rng, scene.height, scene.width
     roads = []
-    theta = rng.uniform(0, np.pi)
+    theta = scene.grid_angle
     direction = np.array([np.cos(theta), np.sin(theta)], np.float32)
     normal = np.array([-direction[1], direction[0]], np.float32)
     center = np.array([w / 2, h / 2], np.float32)
@@ -392,12 +400,12 @@ def _add_roads(scene: _Scene, sea: np.ndarray) -> list[_Road]:
             p = center + across * off
             pts = np.stack([p - axis * half, p + axis * half]).astype(np.float32)
             points, tangents = _resample(pts)
-            roads.append(_Road(points, tangents, width=int(rng.integers(8, 13)), sidewalk=int(rng.integers(0, 3)),
+            roads.append(_Road(points, tangents, width=int(rng.integers(9, 15)), sidewalk=int(rng.integers(1, 4)),
                                median=0))
     if scene.kind == "open" or rng.random() < 0.6:
         pts = _bezier(rng, h, w, bend=0.35 if rng.random() < 0.5 else 0.0)
         points, tangents = _resample(pts)
-        roads.append(_Road(points, tangents, width=int(rng.integers(16, 26)), sidewalk=int(rng.integers(0, 3)),
+        roads.append(_Road(points, tangents, width=int(rng.integers(18, 28)), sidewalk=int(rng.integers(1, 4)),
                            median=int(rng.integers(0, 5))))
 
     full = np.zeros((h, w), np.uint8)
@@ -470,12 +478,12 @@ def _add_grass(scene: _Scene) -> None:
     if scene.empty_fill == "park":
         patch = (scene.mid + 0.8 * scene.low > rng.uniform(-1.2, -0.4)).astype(np.uint8)
         grass |= patch & scene.empty_region
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(2, 8)):
         c = np.array([rng.uniform(0, w), rng.uniform(0, h)], np.float32)
         if scene.kind == "open" and rng.random() < 0.5:  # a circular irrigated field
             cv2.circle(grass, (int(c[0]), int(c[1])), int(rng.uniform(25, 60)), 1, -1)
         else:
-            _fill(grass, _rect(c, rng.uniform(20, 70), rng.uniform(15, 50), rng.uniform(0, np.pi)))
+            _fill(grass, _rect(c, rng.uniform(25, 80), rng.uniform(20, 60), scene.grid_angle + rng.normal(0, 0.05)))
     grass &= 1 - scene.blocked  # not on water or roads
     if not grass.any():
         return
@@ -484,7 +492,7 @@ def _add_grass(scene: _Scene) -> None:
     # mowing stripes
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     a = rng.uniform(0, np.pi)
-    stripes = 1 + 0.04 * np.sin((xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / 8)
+    stripes = 1 + 0.025 * np.sin((xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / 8)
     scene.image[grass > 0] *= stripes[grass > 0][:, None]
     scene.label[grass > 0] = VEGETATION
     scene.blocked |= grass
@@ -505,42 +513,73 @@ def _building_shape(rng: np.random.Generator, center: np.ndarray, length: float,
 
 
 def _place_buildings(scene: _Scene, roads: list[_Road]) -> list[_Building]:
-    """Rows of buildings facing each road, on both sides, in the urban zone; skipped plots become lawns or sand."""
+    """Buildings in the urban zone: rows facing each road on both sides, then infill of the blocks' interiors.
+
+    Every footprint keeps 2 px from its neighbours and 3 px from roads; a few plots stay empty (sand or a lawn).
+    """
     rng = scene.rng
+    h, w = scene.height, scene.width
     blocked = scene.blocked | (1 - scene.urban)
     buildings: list[_Building] = []
     lawns = np.zeros_like(scene.blocked)
+
+    def try_place(center: np.ndarray, length: float, depth: float, angle: float) -> bool:
+        if not (0 <= center[0] < w and 0 <= center[1] < h):
+            return False
+        outline, parts = _building_shape(rng, center, length, depth, angle)
+        if _hits(blocked, outline):
+            return False
+        _stamp(blocked, outline, margin=2)
+        if rng.random() < 0.14:  # an empty plot: sand or a lawn
+            if rng.random() < 0.7:
+                _fill(lawns, outline)
+            return True
+        color = _ROOF_COLORS[rng.choice(len(_ROOF_COLORS), p=_ROOF_WEIGHTS)]
+        color = np.clip(color * rng.uniform(0.9, 1.08) + rng.normal(0, 5, 3), 0, 255).astype(np.float32)
+        roof = "gable" if len(parts) == 1 and rng.random() < 0.3 else "flat"
+        height = rng.uniform(3, 9) if rng.random() < 0.85 else rng.uniform(10, 22)
+        buildings.append(_Building(outline, parts, angle, height, color, roof))
+        return True
+
+    def random_size() -> tuple[float, float]:
+        if rng.random() < 0.1:
+            return rng.uniform(40, 60), rng.uniform(25, 50)
+        return rng.uniform(10, 40), rng.uniform(10, 34)
+
     for road in rng.permutation(len(roads)):
         road = roads[road]
         for side in (-1, 1):
             start = road.half_total + 5 + rng.uniform(0, 4)  # past the 3 px setback in ``blocked``
+            # only the stretch of road near the image can have buildings in view
+            near = np.nonzero((road.points[:, 0] > -80) & (road.points[:, 0] < w + 80)
+                              & (road.points[:, 1] > -80) & (road.points[:, 1] < h + 80))[0]
+            if len(near) == 0:
+                continue
             for _row in range(int(rng.integers(2, 5))):
                 row_depth = rng.uniform(14, 40)
-                s = rng.uniform(0, 10)
-                while s < len(road.points):
+                s = near[0] + rng.uniform(0, 10)
+                while s < near[-1]:
                     i = int(s)
                     tangent = road.tangents[i]
                     normal = np.array([-tangent[1], tangent[0]], np.float32) * side
                     length = rng.uniform(10, 44) if rng.random() < 0.9 else rng.uniform(40, 60)
                     depth = row_depth * rng.uniform(0.7, 1.0)
                     along = road.points[min(i + int(length / 2), len(road.points) - 1)]
-                    center = along + normal * (start + depth / 2)
                     angle = float(np.arctan2(tangent[1], tangent[0]) + rng.normal(0, 0.04))
+                    try_place(along + normal * (start + depth / 2), length, depth, angle)
                     s += length + rng.uniform(2, 5)
-                    outline, parts = _building_shape(rng, center, length, depth, angle)
-                    if _hits(blocked, outline):
-                        continue
-                    _stamp(blocked, outline, margin=2)
-                    if rng.random() < 0.12:  # an empty plot: sand or a lawn
-                        if rng.random() < 0.7:
-                            _fill(lawns, outline)
-                        continue
-                    color = _ROOF_COLORS[rng.choice(len(_ROOF_COLORS), p=_ROOF_WEIGHTS)]
-                    color = np.clip(color * rng.uniform(0.9, 1.08) + rng.normal(0, 5, 3), 0, 255)
-                    roof = "gable" if len(parts) == 1 and rng.random() < 0.3 else "flat"
-                    height = rng.uniform(3, 9) if rng.random() < 0.85 else rng.uniform(10, 22)
-                    buildings.append(_Building(outline, parts, angle, height, color.astype(np.float32), roof))
                 start += row_depth + rng.uniform(2, 7)
+    # infill: random spots in what is still free, aligned with the street grid
+    free = np.argwhere(blocked == 0)
+    if len(free):
+        for y, x in free[rng.integers(len(free), size=int(h * w / 250))]:
+            if blocked[y, x]:
+                continue
+            length, depth = random_size()
+            angle = scene.grid_angle + rng.choice([0, np.pi / 2]) + rng.normal(0, 0.04)
+            for shrink in (1.0, 0.7, 0.5):
+                if try_place(np.array([x, y], np.float32), length * shrink, depth * shrink, angle):
+                    break
     if lawns.any():
         lawns &= 1 - scene.blocked
         _paint(scene, lawns, _GRASS[rng.integers(len(_GRASS))], texture=0.06, variation=0.06)
@@ -552,14 +591,18 @@ def _place_buildings(scene: _Scene, roads: list[_Road]) -> list[_Building]:
 def _add_yard(scene: _Scene, roads: list[_Road]) -> None:
     """Sometimes a storage yard of clutter next to a road, labelled unlabeled (as Dubai's grey class)."""
     rng = scene.rng
-    if scene.kind == "open" or not roads or rng.random() > 0.35:
+    if scene.kind == "open" or not roads or rng.random() > 0.5:
         return
-    for _ in range(20):
+    for _ in range(60):
         road = roads[rng.integers(len(roads))]
-        i = int(rng.integers(len(road.points)))
+        inside = np.nonzero((road.points[:, 0] >= 0) & (road.points[:, 0] < scene.width)
+                            & (road.points[:, 1] >= 0) & (road.points[:, 1] < scene.height))[0]
+        if len(inside) == 0:
+            continue
+        i = int(inside[rng.integers(len(inside))])
         normal = np.array([-road.tangents[i, 1], road.tangents[i, 0]], np.float32) * rng.choice([-1, 1])
-        length, depth = rng.uniform(20, 45), rng.uniform(15, 35)
-        center = road.points[i] + normal * (road.half_total + 4 + depth / 2)
+        length, depth = rng.uniform(25, 60), rng.uniform(20, 45)
+        center = road.points[i] + normal * (road.half_total + 6 + depth / 2)
         angle = float(np.arctan2(road.tangents[i, 1], road.tangents[i, 0]))
         quad = _rect(center, length, depth, angle)
         if _hits(scene.blocked | (1 - scene.urban), quad):
@@ -650,7 +693,7 @@ def _add_trees(scene: _Scene, roads: list[_Road]) -> None:
             centers += [(p, rng.uniform(2.5, 5)) for p in pts[keep]]
     # groves in parks and scattered garden trees in the urban zone
     n_groves = int(rng.integers(3, 9) if scene.empty_fill == "park" else rng.integers(0, 4))
-    n_gardens = int(rng.integers(30, 90) if scene.kind != "open" else rng.integers(0, 8))
+    n_gardens = int(rng.integers(60, 140) if scene.kind != "open" else rng.integers(0, 8))
     park = np.argwhere(scene.label == VEGETATION)
     for _ in range(n_groves):
         if len(park):
@@ -663,7 +706,7 @@ def _add_trees(scene: _Scene, roads: list[_Road]) -> None:
                             rng.uniform(3, 7)))
     for _ in range(n_gardens):
         c = np.array([rng.uniform(0, w), rng.uniform(0, h)], np.float32)
-        for _ in range(rng.integers(1, 4)):
+        for _ in range(rng.integers(1, 5)):
             centers.append((c + rng.normal(0, 4, 2).astype(np.float32), rng.uniform(2.5, 5)))
     if not centers:
         return
@@ -703,7 +746,7 @@ def _finish(scene: _Scene, buildings: list[_Building]) -> np.ndarray:
         scene.image[sel] = scene.tree_color[None, :] * tex[:, None]
         scene.label[sel] = VEGETATION
     image = scene.image
-    gain = rng.normal(1.0, 0.035, 3).astype(np.float32) * rng.uniform(0.9, 1.08)
+    gain = rng.normal(1.0, 0.02, 3).astype(np.float32) * rng.uniform(0.9, 1.08)
     image = image * gain + rng.uniform(-8, 8)
     haze = rng.uniform(0, 0.12)
     image = image * (1 - haze) + 235 * haze

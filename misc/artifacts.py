@@ -83,3 +83,28 @@ def eval_json_path(out_dir: str, pass_name: str) -> str:
 
 def args_json_path(out_dir: str, pass_name: str) -> str:
     return os.path.join(out_dir, f"args_{pass_name}.json")
+
+
+def irn_boundary_overlay_path(irn_weights_name: str, name: str) -> str:
+    """Image | boundary map picture written after IRN training, next to the weights."""
+    return os.path.join(os.path.dirname(irn_weights_name), "irn_boundary_overlays", f"{name}.png")
+
+
+# --- segmentation model outputs (step/eval_seg.py, step/predict.py) -------------------------------------------------
+#   <seg_out_dir>/<name>.png                 uint8 predicted class index of a data-set image (seg_pred_path)
+#   <seg_out_dir>/eval_seg.json              {"miou", "iou", "precision", "recall", "f1": {class: value}, ...}
+#   <seg_out_dir>/<stem>_classes.tif|png     uint8 class index of a scene (GeoTIFF in → GeoTIFF out, same CRS/transform)
+#   <seg_out_dir>/<stem>_overlay.png         RGB colour overlay, long side at most ~4000 px
+#   <seg_out_dir>/<stem>_buildings.geojson   building footprints: properties class, area_m2 (or area_px), "crs" member
+
+def scene_classes_path(seg_out_dir: str, stem: str, tiff: bool) -> str:
+    """Class raster of a mapped scene: GeoTIFF for (Geo)TIFF input (``tiff=True``), PNG otherwise."""
+    return os.path.join(seg_out_dir, f"{stem}_classes.{'tif' if tiff else 'png'}")
+
+
+def scene_overlay_path(seg_out_dir: str, stem: str) -> str:
+    return os.path.join(seg_out_dir, f"{stem}_overlay.png")
+
+
+def scene_footprints_path(seg_out_dir: str, stem: str) -> str:
+    return os.path.join(seg_out_dir, f"{stem}_buildings.geojson")

@@ -127,6 +127,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--exp_times", type=int, default=8, help="random-walk iterations = 2 ** exp_times")
     g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
+    g.add_argument("--sem_seg_cam_power", type=float, default=1.5,
+                   help="make_sem_seg: CAMs are raised to this power before the random walk (AdvCAM 1.5, IRN 1)")
     g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"))
 
     g = parser.add_argument_group("segmentation model")
@@ -141,6 +143,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--predict_input", default=None, help="scene(s) to map: a file, folder or glob")
     g.add_argument("--predict_window", type=int, default=512)
     g.add_argument("--predict_overlap", type=int, default=64)
+    g.add_argument("--seg_head_channels", type=int, default=256, help="ASPP/decoder width of the segmentation net")
+    g.add_argument("--seg_num_overlays", type=int, default=8, help="eval_seg: PNG overlays written")
+    g.add_argument("--predict_batch_size", type=int, default=4, help="windows per forward pass")
+    g.add_argument("--predict_building_class", default="building",
+                   help="class whose footprints are vectorized to <stem>_buildings.geojson")
+    g.add_argument("--predict_simplify", type=float, default=1.0, help="footprint simplification tolerance (px)")
+    g.add_argument("--predict_min_area", type=float, default=4.0, help="footprints smaller than this (px) are dropped")
 
     g = parser.add_argument_group("output paths")
     g.add_argument("--cam_weights_name", default="sess/res50_cam.pth")

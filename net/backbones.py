@@ -78,7 +78,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B, 3, H, W) float, normalised with `mean`/`std`. Returns 4 features (B, C_i, ceil(H/s_i), ceil(W/s_i))."""
+        """x: (B, 3, H, W) float normalised with `mean`/`std` -> 4 features (B, C_i, ceil(H/s_i), ceil(W/s_i))."""
         features = []
         for stage in self.stage_modules():
             x = stage(x)
@@ -138,7 +138,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_ch: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self, in_ch: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None
+    ):
         super().__init__()
         out_ch = planes * self.expansion
         self.conv1 = nn.Conv2d(in_ch, planes, kernel_size=1, bias=False)
@@ -258,7 +260,7 @@ class Conv2dSame(nn.Conv2d):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, dilation: int = 1, groups: int = 1):
-        self._dynamic = False
+        self._dynamic = stride != 1
         padding = 0 if self._dynamic else (kernel_size - 1) // 2 * dilation
         super().__init__(
             in_ch, out_ch, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False
@@ -384,9 +386,14 @@ class EfficientNetLite0Backbone(Backbone):
         self._apply_freeze_bn()
 
     def _init_weights(self) -> None:
+        # TF EfficientNet init: N(0, 2 / fan_out) with fan_out = k*k*out/groups. PyTorch's kaiming fan_out ignores
+        # groups (k*k*C for a depthwise conv instead of k*k), which shrinks the random-init stage-4 features to
+        # ~1e-9 when BN is frozen at identity statistics; this keeps them O(1).
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                kh, kw = module.kernel_size
+                fan_out = kh * kw * module.out_channels // module.groups
+                nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)

@@ -1,4 +1,4 @@
-"""Tests for net/backbones.py: shapes, torchvision key contract, weight loading, frozen BN, gradients. CPU, small inputs."""
+"""Tests for net/backbones.py: shapes, torchvision key contract, weight loading, frozen BN, gradients (CPU, small)."""
 
 import logging
 import math
@@ -58,6 +58,16 @@ def test_output_shapes_follow_strides(models, name, size):
         # Conv arithmetic with 'same'-style padding rounds up: (B, C, ceil(H/s), ceil(W/s)).
         assert feat.shape == (2, channels, math.ceil(height / stride), math.ceil(width / stride))
         assert torch.isfinite(feat).all()
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_random_init_features_neither_vanish_nor_explode(models, name):
+    # With frozen (identity) BN nothing renormalises a random-init net, so the init alone must keep every stage
+    # O(1); PyTorch's kaiming fan_out on depthwise convs once gave Lite0 stage-4 features of std ~1e-9.
+    with torch.no_grad():
+        feats = models[name](torch.randn(2, 3, 64, 64))
+    for feat in feats:
+        assert 0.05 < feat.std() < 100
 
 
 def test_channels_and_normalisation_constants():
@@ -147,10 +157,8 @@ def test_resnet50_layer4_keeps_resolution_with_dilation(models):
 
 
 @pytest.mark.parametrize("wrapper", [None, "state_dict", "model"])
-def test_resnet50_loads_torchvision_file_with_fc(tmp_path, wrapper):
-    torch.manual_seed(1)
-    source = ResNet50Backbone(pretrained=None)
-    state_dict = {k: v.clone() for k, v in source.state_dict().items()}
+def test_resnet50_loads_torchvision_file_with_fc(models, tmp_path, wrapper):
+    state_dict = {k: v.clone() for k, v in models["resnet50"].state_dict().items()}
     state_dict["bn1.running_mean"] += 0.5  # something a fresh init would not have
     state_dict["fc.weight"] = torch.randn(1000, 2048)
     state_dict["fc.bias"] = torch.zeros(1000)
@@ -163,8 +171,8 @@ def test_resnet50_loads_torchvision_file_with_fc(tmp_path, wrapper):
         assert torch.equal(value, state_dict[key]), key
 
 
-def test_resnet50_wrong_key_is_an_error_naming_file_and_key(tmp_path):
-    state_dict = ResNet50Backbone(pretrained=None).state_dict()
+def test_resnet50_wrong_key_is_an_error_naming_file_and_key(models, tmp_path):
+    state_dict = dict(models["resnet50"].state_dict())
     state_dict["layer1.0.conv9.weight"] = state_dict.pop("layer1.0.conv2.weight")
     path = tmp_path / "bad.pth"
     torch.save(state_dict, path)
@@ -208,7 +216,8 @@ def test_lite0_pretrained_features_are_sane():
     # A smooth colour ramp in [-1, 1] (the Lite0 normalisation): finite, non-constant stage-4 features whose
     # magnitude stays in the range seen on real photos (mean |x| ~ 2), not blown up or dead.
     ramp = torch.linspace(-1, 1, 96)
-    x = torch.stack([ramp.view(1, -1).expand(96, 96), ramp.view(-1, 1).expand(96, 96), -ramp.view(1, -1).expand(96, 96)])
+    horizontal, vertical = ramp.view(1, -1).expand(96, 96), ramp.view(-1, 1).expand(96, 96)
+    x = torch.stack([horizontal, vertical, -horizontal])  # (3, 96, 96)
     with torch.no_grad():
         last = model(x.unsqueeze(0))[-1]
     assert torch.isfinite(last).all()
@@ -245,7 +254,7 @@ def test_freeze_bn_survives_train_and_keeps_running_stats(name):
     assert bns and all(not bn.training for bn in bns)
     assert all(not p.requires_grad for bn in bns for p in bn.parameters())
     before = [bn.running_mean.clone() for bn in bns]
-    model(torch.randn(2, 3, 48, 48) * 3 + 1)
+    model(torch.randn(2, 3, 32, 32) * 3 + 1)
     assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, bns))
 
 
@@ -255,7 +264,7 @@ def test_unfrozen_bn_trains_and_updates_running_stats():
     bns = _batchnorms(model)
     assert all(bn.training and bn.weight.requires_grad for bn in bns)
     before = bns[0].running_mean.clone()
-    model(torch.randn(2, 3, 48, 48) * 3 + 1)
+    model(torch.randn(2, 3, 32, 32) * 3 + 1)
     assert not torch.equal(before, bns[0].running_mean)
 
 
@@ -263,7 +272,7 @@ def test_unfrozen_bn_trains_and_updates_running_stats():
 def test_gradients_reach_stage4(name):
     torch.manual_seed(0)
     model = build_backbone(name, pretrained=None).train()
-    feats = model(torch.randn(2, 3, 48, 48))
+    feats = model(torch.randn(2, 3, 32, 32))
     feats[-1].pow(2).mean().backward()
     stage4_convs = [m for m in model.stage_modules()[3].modules() if isinstance(m, nn.Conv2d)]
     assert stage4_convs

@@ -1,0 +1,58 @@
+"""Training crops for the inter-pixel relation network: image + IR label at stride 4."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.raster_io import read_image
+from misc import artifacts
+from misc.imutils import random_crop, random_dihedral, rescale, to_float
+from misc.io import load_png
+from misc.pair_sampler import IGNORE_INDEX, downsample_label
+
+
+class IRNDataset(Dataset):
+    """(image crop, IR label crop at stride 4) for IRN training.
+
+    The IR label ``<ir_label_dir>/<name>.png`` (uint8: 0 background, 1..K classes, 255 unsure) comes from the
+    cam_to_ir_label pass. Augmentation, identical on image and label: a random rescale (label: nearest), a random
+    flip / 90° rotation, a random ``crop_size`` crop (padding: image 0, label 255). The label is then reduced to
+    stride 4 (misc.pair_sampler.downsample_label); pair labels are built on the device in the training step.
+    Randomness comes from (seed, epoch, index), so results do not depend on the number of workers.
+
+    Item: {"name": str, "img": float32 (3, crop, crop) in [0, 1], "label": uint8 (ceil(crop/4), ceil(crop/4))}.
+    """
+
+    def __init__(self, voc12_root: str, names: list[str], ir_label_dir: str, crop_size: int,
+                 scale_range: tuple[float, float] = (0.7, 1.3), seed: int = 0):
+        self.voc12_root = voc12_root
+        self.names = list(names)
+        self.ir_label_dir = ir_label_dir
+        self.crop_size = int(crop_size)
+        self.scale_range = scale_range
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict:
+        name = self.names[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = to_float(read_image(artifacts.image_path(self.voc12_root, name)))  # (H, W, 3)
+        label_file = artifacts.ir_label_path(self.ir_label_dir, name)
+        label = load_png(label_file)
+        if label.ndim != 2 or label.shape != image.shape[:2]:
+            raise ValueError(f"IR label {label_file} has shape {label.shape}, expected {image.shape[:2]} "
+                             f"(a single-channel label the size of its image; rerun cam_to_ir_label)")
+        scale = rng.uniform(*self.scale_range)
+        image = rescale(image, scale)
+        label = rescale(label, scale, nearest=True)
+        image, label = random_dihedral([image, label], rng)
+        image, label = random_crop([image, label], self.crop_size, rng, fill_values=[0.0, IGNORE_INDEX])
+        return {"name": name, "img": torch.from_numpy(image.transpose(2, 0, 1).copy()),
+                "label": torch.from_numpy(downsample_label(label, stride=4))}

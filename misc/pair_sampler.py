@@ -1,0 +1,179 @@
+"""Pixel pairs for the inter-pixel relation network (IRN): offsets, pair labels, affinities, pair losses.
+
+Everything here works on the stride-4 grid of the network's outputs. A pair is a source pixel ``i = (y, x)`` and a
+destination ``j = i + (dy, dx)`` with ``dy² + dx² < radius²`` (IRN trains with radius 10 at stride 4). Only one
+half-plane of offsets is kept (``dy > 0``, or ``dy == 0`` and ``dx > 0``): the pair (j, i) carries the same
+information as (i, j), so keeping both would count every pair twice.
+
+Pair tensors are laid out as ``(..., D, h, w)``: entry ``[..., d, y, x]`` is the pair from ``(y, x)`` to
+``(y + dy_d, x + dx_d)``. A destination outside the map gets the fill value (label 255 = no pair; boundary 0).
+
+Pure functions over numpy arrays / torch tensors; the device is always the input's.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+TRAIN_RADIUS = 10  # IRN's training radius at stride 4
+
+
+@functools.lru_cache(maxsize=None)
+def _pair_offsets(radius: int) -> tuple[tuple[int, int], ...]:
+    if radius < 2:
+        raise ValueError(f"radius must be >= 2 (radius 1 has no neighbour strictly inside it), got {radius}")
+    offsets = [(0, dx) for dx in range(1, radius)]
+    offsets += [(dy, dx) for dy in range(1, radius) for dx in range(-radius + 1, radius) if dy * dy + dx * dx < radius ** 2]
+    return tuple(offsets)
+
+
+def pair_offsets(radius: int = TRAIN_RADIUS) -> np.ndarray:
+    """Offsets (D, 2) int64 ``(dy, dx)`` of the half-plane pairs with ``dy² + dx² < radius²``.
+
+    Order: ``(0, 1), ..., (0, radius - 1)``, then row by row ``dy = 1 .. radius - 1``, ``dx`` increasing.
+    radius 2 → [(0, 1), (1, -1), (1, 0), (1, 1)]; radius 10 → 152 offsets.
+    """
+    return np.array(_pair_offsets(int(radius)), dtype=np.int64).reshape(-1, 2)
+
+
+def line_points(dy: int, dx: int) -> list[tuple[int, int]]:
+    """Grid points a straight line from (0, 0) to (dy, dx) passes near: those in the bounding box whose distance to
+    the line is below one pixel (both ends included). A thin boundary crossing the line cannot slip between them,
+    not even diagonally: the line (1, 1) visits (0, 0), (0, 1), (1, 0), (1, 1)."""
+    length = math.hypot(dy, dx)
+    points = []
+    for y in range(min(0, dy), max(0, dy) + 1):
+        for x in range(min(0, dx), max(0, dx) + 1):
+            if abs(dy * x - dx * y) / length < 1.0:
+                points.append((y, x))
+    return points
+
+
+@functools.lru_cache(maxsize=None)
+def _path_table(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unique shifts (U, 2), index (D, P) into them): the line points of every offset, shorter lines padded with
+    their end point (repeating a point does not change a maximum)."""
+    lines = [line_points(dy, dx) for dy, dx in _pair_offsets(radius)]
+    shifts = sorted({p for line in lines for p in line})
+    where = {p: k for k, p in enumerate(shifts)}
+    longest = max(len(line) for line in lines)
+    index = np.array([[where[p] for p in line] + [where[line[-1]]] * (longest - len(line)) for line in lines],
+                     dtype=np.int64)
+    return np.array(shifts, dtype=np.int64), index
+
+
+def gather_pairs(x: torch.Tensor, offsets, fill: float) -> torch.Tensor:
+    """The map shifted by each offset: ``out[..., d, y, x] = x[..., y + dy_d, x + dx_d]`` (``fill`` outside).
+
+    x: (..., h, w) any dtype. offsets: (D, 2) ints. Returns (..., D, h, w).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    h, w = x.shape[-2:]
+    top, bottom = max(0, -int(offsets[:, 0].min())), max(0, int(offsets[:, 0].max()))
+    left, right = max(0, -int(offsets[:, 1].min())), max(0, int(offsets[:, 1].max()))
+    lead = x.shape[:-2]
+    flat = x.reshape((-1, 1) + (h, w))  # F.pad wants a channel axis
+    if flat.dtype in (torch.uint8, torch.bool):  # constant padding of small integer types: go through int16
+        padded = F.pad(flat.to(torch.int16), (left, right, top, bottom), value=int(fill)).to(flat.dtype)
+    else:
+        padded = F.pad(flat, (left, right, top, bottom), value=fill)
+    shifted = [padded[:, 0, top + dy: top + dy + h, left + dx: left + dx + w] for dy, dx in offsets.tolist()]
+    return torch.stack(shifted, dim=1).reshape(lead + (len(offsets), h, w))
+
+
+def downsample_label(label: np.ndarray, stride: int = 4) -> np.ndarray:
+    """Nearest-neighbour label at the network's stride: (H, W) → (ceil(H/s), ceil(W/s)) uint8.
+
+    Output cell k covers input pixels [s·k, s·k + s); it takes the label of pixel s·k + s/2 (the cell's centre,
+    rounded down-right as PIL's nearest rescale does). The input is padded with 255 to a multiple of the stride,
+    so a partial last cell whose centre falls outside the image is 'unsure'.
+    """
+    label = np.asarray(label)
+    h, w = label.shape
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        label = np.pad(label, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+    return np.ascontiguousarray(label[stride // 2::stride, stride // 2::stride]).astype(np.uint8)
+
+
+def affinity_labels(label: torch.Tensor, radius: int = TRAIN_RADIUS) -> dict[str, torch.Tensor]:
+    """Pair labels from an IR label map at stride 4.
+
+    label: (..., h, w) integer, 0 background, 1..K classes, 255 unsure.
+    Returns bool tensors (..., D, h, w):
+        ``bg_pos``  both ends background;
+        ``fg_pos``  both ends the same foreground class;
+        ``neg``     the ends have different classes (one may be background);
+    pairs touching 255 or leaving the map are in none of them.
+    """
+    offsets = pair_offsets(radius)
+    label = label.long()
+    src = label.unsqueeze(-3)  # (..., 1, h, w)
+    dst = gather_pairs(label, offsets, fill=IGNORE_INDEX)  # (..., D, h, w)
+    valid = (src != IGNORE_INDEX) & (dst != IGNORE_INDEX)
+    same = src == dst
+    return {"bg_pos": valid & same & (src == 0), "fg_pos": valid & same & (src > 0), "neg": valid & ~same}
+
+
+def boundary_to_affinity(boundary: torch.Tensor, radius: int = TRAIN_RADIUS,
+                         max_elements: int = 1 << 24) -> torch.Tensor:
+    """IRN's affinity: ``a_ij = 1 - max boundary probability on the line from i to j``.
+
+    boundary: (B, 1, h, w) or (B, h, w) probabilities in [0, 1]. Returns (B, D, h, w); pairs leaving the map see 0
+    boundary outside it (they are never labelled, so it does not matter). The maximum runs over all offsets at once
+    by gathering shifted copies of the map; offsets are processed in chunks of about ``max_elements`` gathered
+    values so memory stays bounded for large batches.
+    """
+    if boundary.dim() == 4:
+        boundary = boundary[:, 0]
+    shifts, index = _path_table(int(radius))
+    stack = gather_pairs(boundary, shifts, fill=0.0)  # (B, U, h, w)
+    index_t = torch.as_tensor(index, device=boundary.device)  # (D, P)
+    b, _, h, w = stack.shape
+    per_offset = b * index.shape[1] * h * w
+    chunk = max(1, max_elements // max(per_offset, 1))
+    parts = []
+    for start in range(0, len(index), chunk):
+        idx = index_t[start:start + chunk]  # (d, P)
+        gathered = stack[:, idx.reshape(-1)].reshape(b, idx.shape[0], idx.shape[1], h, w)  # (B, d, P, h, w)
+        # max with indices: its backward keeps only the indices, not the gathered (B, d, P, h, w) values
+        parts.append(1.0 - gathered.max(dim=2).values)
+    return torch.cat(parts, dim=1)
+
+
+def pair_losses(boundary_logits: torch.Tensor, displacement: torch.Tensor, label: torch.Tensor,
+                radius: int = TRAIN_RADIUS, eps: float = 1e-5) -> dict[str, torch.Tensor]:
+    """IRN's training losses on one batch.
+
+    boundary_logits: (B, 1, h, w); displacement: (B, 2, h, w) as (dy, dx) in stride-4 pixels, pointing from each
+    pixel to the centroid of its instance; label: (B, h, w) IR label at stride 4 (0 bg, 1..K, 255 unsure).
+
+    Affinity (balanced BCE): ``-log a`` over background-positive and foreground-positive pairs (each averaged on its
+    own, then halved together), ``-log(1 - a)`` over negative pairs. Displacement: for same-class foreground pairs the
+    centroids must agree, ``D(i) - D(j) = j - i`` (L1); for background pairs ``D(i) - D(j) = 0`` (L1).
+    total = (affinity_pos + affinity_neg) / 2 + (displacement_fg + displacement_bg) / 2.
+
+    Returns a dict of scalar tensors: total, pos_bg, pos_fg, neg, dp_fg, dp_bg.
+    """
+    labels = affinity_labels(label, radius)
+    bg_pos, fg_pos, neg = (labels[k].float() for k in ("bg_pos", "fg_pos", "neg"))
+    affinity = boundary_to_affinity(torch.sigmoid(boundary_logits), radius)  # (B, D, h, w)
+    pos_term = -torch.log(affinity + eps)
+    neg_term = -torch.log(1.0 + eps - affinity)
+    pos_bg = (pos_term * bg_pos).sum() / (bg_pos.sum() + eps)
+    pos_fg = (pos_term * fg_pos).sum() / (fg_pos.sum() + eps)
+    neg_loss = (neg_term * neg).sum() / (neg.sum() + eps)
+
+    offsets = pair_offsets(radius)
+    target = torch.as_tensor(offsets, dtype=displacement.dtype, device=displacement.device)  # (D, 2)
+    target = target.t()[None, :, :, None, None]  # (1, 2, D, 1, 1)
+    pair_dp = displacement.unsqueeze(2) - gather_pairs(displacement, offsets, fill=0.0)  # (B, 2, D, h, w)
+    dp_fg = ((pair_dp - target).abs() * fg_pos.unsqueeze(1)).sum() / (2 * fg_pos.sum() + eps)
+    dp_bg = (pair_dp.abs() * bg_pos.unsqueeze(1)).sum() / (2 * bg_pos.sum() + eps)
+    total = (pos_bg / 2 + pos_fg / 2 + neg_loss) / 2 + (dp_fg + dp_bg) / 2
+    return {"total": total, "pos_bg": pos_bg, "pos_fg": pos_fg, "neg": neg_loss, "dp_fg": dp_fg, "dp_bg": dp_bg}

@@ -1,0 +1,128 @@
+"""Pass cam_to_ir_label: inter-pixel relation (IR) labels from CAMs, refined by a dense CRF (IRN step 5).
+
+Processes ``--train_list`` (as the seed README's step 5 does): these are the images IRN trains on in the next pass.
+
+Reads:  <cam_out_dir>/<name>.npz (``keys``, ``high_res``), <voc12_root>/JPEGImages/<name>.*
+Writes: <ir_label_out_dir>/<name>.png  uint8: 1..K confident class, 0 confident background, 255 unsure;
+        <ir_label_out_dir>/overlays/<name>.png (image | CAM | IR label) for the first --cam_num_overlays names;
+        <ir_label_out_dir>/args_cam_to_ir_label.json.
+Items whose PNG exists are skipped unless --overwrite; ranks of torchrun share the list (misc.dist.shard), and
+--num_workers > 1 runs the CRFs (the slow, CPU-only part) in that many processes.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+
+import numpy as np
+
+from data.labels import read_name_list
+from misc import artifacts, dist
+from misc.crf import crf_inference_label
+from misc.io import load_npz, save_args, save_png
+from misc.logutils import progress
+from misc.visualize import cam_overlay, colorize_label, side_by_side
+
+log = logging.getLogger(__name__)
+PASS_NAME = "cam_to_ir_label"
+
+
+def confident_label(high_res: np.ndarray, keys: np.ndarray, threshold: float) -> np.ndarray:
+    """Index map (H, W) int64 into ``[background, keys...]``: 0 where every CAM is <= ``threshold``, else 1 + the
+    position of the strongest CAM. A CAM exactly at the threshold is not enough (the background channel comes first
+    and wins the tie)."""
+    h, w = high_res.shape[-2:]
+    scores = np.concatenate([np.full((1, h, w), threshold, np.float32), high_res.astype(np.float32)], axis=0)
+    return np.argmax(scores, axis=0)
+
+
+def combine_confident(fg_conf: np.ndarray, bg_conf: np.ndarray) -> np.ndarray:
+    """IR label (H, W) uint8 from two class maps (0 background, 1..K): the high-threshold map's class where it says a
+    class, 0 where even the low-threshold map says background, 255 (unsure) in between."""
+    label = fg_conf.astype(np.uint8)
+    label[fg_conf == 0] = artifacts.IGNORE_INDEX
+    label[(fg_conf == 0) & (bg_conf == 0)] = 0
+    return label
+
+
+def make_ir_label(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, conf_fg_thres: float,
+                  conf_bg_thres: float, use_crf: bool = True, **crf_kwargs) -> np.ndarray:
+    """IR label of one image, as IRN's cam_to_ir_label.
+
+    Args:
+        image: uint8 (H, W, 3).
+        high_res: (k, H, W) float max-normalised CAMs of the present classes ``keys`` ((k,) 0-based).
+        conf_fg_thres: a pixel is confident foreground where its strongest CAM exceeds this (after the CRF).
+        conf_bg_thres: a pixel is confident background where no CAM exceeds this (after the CRF).
+        use_crf: refine both maps with misc.crf.crf_inference_label (``crf_kwargs`` go to it).
+    Returns:
+        (H, W) uint8: 1..K confident class, 0 confident background, 255 unsure.
+    """
+    if conf_bg_thres > conf_fg_thres:
+        raise ValueError(f"--conf_bg_thres ({conf_bg_thres}) must not exceed --conf_fg_thres ({conf_fg_thres})")
+    if high_res.shape[-2:] != image.shape[:2] or high_res.shape[0] != len(keys):
+        raise ValueError(f"CAM {high_res.shape} does not fit the image {image.shape[:2]} and {len(keys)} keys")
+    lookup = np.concatenate([[0], np.asarray(keys, np.int64) + 1]).astype(np.uint8)  # index → class
+    maps = []
+    for threshold in (conf_fg_thres, conf_bg_thres):
+        index = confident_label(high_res, keys, threshold)
+        if use_crf and len(keys):
+            index = crf_inference_label(image, index, n_labels=len(keys) + 1, **crf_kwargs)
+        maps.append(lookup[index])
+    return combine_confident(*maps)
+
+
+def write_ir_overlay(out_dir: str, name: str, image: np.ndarray, high_res: np.ndarray, label: np.ndarray) -> None:
+    """Image | strongest CAM | IR label in colour (grey = unsure)."""
+    strongest = high_res.max(axis=0) if len(high_res) else np.zeros(image.shape[:2], np.float32)
+    save_png(artifacts.overlay_path(out_dir, name),
+             side_by_side([image, cam_overlay(image, strongest), colorize_label(label)]))
+
+
+def _process(task: tuple[str, dict]) -> str:
+    """One image: read its CAM and image, write its IR label (and overlay). Runs in worker processes too."""
+    from data.raster_io import read_image
+
+    name, cfg = task
+    cam = load_npz(artifacts.cam_path(cfg["cam_out_dir"], name))
+    image = read_image(artifacts.image_path(cfg["voc12_root"], name))
+    if cam["high_res"].shape[-2:] != image.shape[:2]:
+        raise ValueError(f"{artifacts.cam_path(cfg['cam_out_dir'], name)}: CAM is {cam['high_res'].shape[-2:]} but "
+                         f"the image is {image.shape[:2]} (stale --cam_out_dir?)")
+    label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
+                          conf_bg_thres=cfg["conf_bg_thres"])
+    save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
+    if name in cfg["overlay"]:
+        write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label)
+    return name
+
+
+def run(args) -> None:
+    names = read_name_list(args.train_list)
+    out_dir = args.ir_label_out_dir
+    if args.conf_bg_thres > args.conf_fg_thres:
+        raise ValueError(f"--conf_bg_thres ({args.conf_bg_thres}) must not exceed --conf_fg_thres "
+                         f"({args.conf_fg_thres})")
+    os.makedirs(out_dir, exist_ok=True)
+    if dist.is_main():
+        save_args(args, out_dir, PASS_NAME)
+    mine = dist.shard(names)
+    todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.ir_label_path(out_dir, n))]
+    log.info("%s: %d images of --train_list to do (%d already done), fg %.2f / bg %.2f", PASS_NAME, len(todo),
+             len(mine) - len(todo), args.conf_fg_thres, args.conf_bg_thres)
+    cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
+           "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
+           "overlay": frozenset(names[: args.cam_num_overlays])}
+    tasks = [(n, cfg) for n in todo]
+    workers = min(int(args.num_workers), len(tasks))
+    if workers > 1:
+        # the CRF is single-threaded C++: one process per worker; fork keeps start-up cheap where it exists
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            for _ in progress(pool.imap_unordered(_process, tasks), desc=PASS_NAME, total=len(tasks)):
+                pass
+    else:
+        for task in progress(tasks, desc=PASS_NAME):
+            _process(task)
+    log.info("%s: IR labels in %s", PASS_NAME, out_dir)

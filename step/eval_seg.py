@@ -1,0 +1,76 @@
+"""Pass eval_seg: predict the held-out images with the trained segmentation network and score them.
+
+Reads:  --seg_val_list (default --eval_list, then --infer_list), <voc12_root>/JPEGImages, SegmentationClassAug,
+        classes.json, --seg_weights_name
+Writes: <seg_out_dir>/<name>.png (uint8 predicted class index, sliding windows --predict_window/--predict_overlap),
+        <seg_out_dir>/overlays/<name>.png for the first --seg_num_overlays images (image | prediction | ground
+        truth), <seg_out_dir>/eval_seg.json = {"miou", "iou", "precision", "recall", "f1": {class: value},
+        "pixel_accuracy", "num_images", "weights"}, args_eval_seg.json.
+Predictions are always recomputed: they depend on the weights, which may have changed since the last run.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from data.labels import load_class_names, read_name_list
+from data.raster_io import read_image
+from misc import artifacts, dist
+from misc.io import load_png, save_args, save_json, save_png
+from misc.logutils import progress
+from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
+from misc.sliding_window import predict_sliding
+from misc.visualize import label_overlay, side_by_side
+from step.eval_cam import load_ground_truth
+from step.predict import load_seg_model, make_model_fn
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_predictions(pred_dir: str, voc12_root: str, names: list[str], class_names: list[str]) -> dict:
+    """Scores of the prediction PNGs ``<pred_dir>/<name>.png`` against the ground truth, as the eval JSON dict."""
+    conf = np.zeros((len(class_names),) * 2, np.int64)
+    for name in progress(names, desc="eval_seg scores"):
+        pred = load_png(artifacts.seg_pred_path(pred_dir, name))
+        conf += confusion_matrix(pred, load_ground_truth(voc12_root, name, pred.shape), len(class_names))
+    result = named_scores(scores_from_confusion(conf), class_names)
+    result["num_images"] = len(names)
+    return result
+
+
+def run(args) -> None:
+    device = torch.device(args.device)
+    names = read_name_list(args.seg_val_list or args.eval_list or args.infer_list)
+    class_names = load_class_names(args.voc12_root)
+    model, ckpt = load_seg_model(args.seg_weights_name, device)
+    if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:
+        raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
+                         f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
+    model_fn = make_model_fn(model)
+    if dist.is_main():
+        save_args(args, args.seg_out_dir, "eval_seg")
+    rank, world = dist.rank(), dist.world_size()
+    with torch.inference_mode():
+        for index, name in enumerate(progress(names, desc="eval_seg")):
+            if index % world != rank:  # round-robin shard, keeping the global index for the overlay count
+                continue
+            rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
+            probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,
+                                    overlap=args.predict_overlap, num_classes=len(class_names),
+                                    batch_size=args.predict_batch_size)  # (K, H, W)
+            pred = probs.argmax(0).to(torch.uint8).cpu().numpy()  # (H, W)
+            save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
+            if index < args.seg_num_overlays:
+                gt = load_ground_truth(args.voc12_root, name, pred.shape)
+                save_png(artifacts.overlay_path(args.seg_out_dir, name),
+                         side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)]))
+    dist.barrier()
+    if not dist.is_main():
+        return
+    result = evaluate_predictions(args.seg_out_dir, args.voc12_root, names, class_names)
+    result["weights"] = args.seg_weights_name
+    save_json(artifacts.eval_json_path(args.seg_out_dir, "eval_seg"), result)
+    rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
+    log.info("eval_seg %s on %d images: mIoU %.4f | IoU %s", args.seg_weights_name, len(names), result["miou"], rows)

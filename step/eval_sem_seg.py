@@ -1,0 +1,57 @@
+"""Pass eval_sem_seg: score the pseudo masks of make_sem_seg against the ground truth.
+
+Reads:  <sem_seg_out_dir>/<name>.png for --eval_list (default --infer_list), <voc12_root>/SegmentationClassAug,
+        classes.json
+Writes: <sem_seg_out_dir>/eval_sem_seg.json = {"miou", "iou": {class: IoU}, "precision", "recall", "f1" (per class),
+        "pixel_accuracy", "confusion" (rows = ground truth), "num_images"}.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from data.labels import load_class_names, read_name_list
+from misc import artifacts
+from misc.io import load_png, save_json
+from misc.logutils import progress
+from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
+from step.eval_cam import load_ground_truth
+
+log = logging.getLogger(__name__)
+PASS_NAME = "eval_sem_seg"
+
+
+def evaluate_label_dir(pred_dir: str, voc12_root: str, names: list[str], class_names: list[str], *,
+                       path_of: Callable[[str, str], str] = artifacts.sem_seg_path) -> dict:
+    """Confusion-matrix scores of the label PNGs ``path_of(pred_dir, name)`` against the ground truth.
+
+    Predictions are uint8 class indices (0 background, 1..K); a 255 ("unsure") prediction counts as background, as
+    IRN's evaluation does. Ground-truth 255 pixels are skipped. Reusable by any pass that writes label PNGs.
+
+    Returns the JSON-ready dict: miou, pixel_accuracy, iou/precision/recall/f1 per class name, confusion, num_images.
+    """
+    num_classes = len(class_names)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for name in progress(names, desc=f"evaluate {pred_dir}"):
+        path = path_of(pred_dir, name)
+        pred = load_png(path)
+        if pred.ndim != 2:
+            raise ValueError(f"{path}: expected a single-channel label PNG, got shape {pred.shape}")
+        pred = np.where(pred == artifacts.IGNORE_INDEX, 0, pred)
+        conf += confusion_matrix(pred, load_ground_truth(voc12_root, name, pred.shape), num_classes)
+    result = named_scores(scores_from_confusion(conf), class_names)
+    result["confusion"] = conf.tolist()
+    result["num_images"] = len(names)
+    return result
+
+
+def run(args) -> None:
+    names = read_name_list(args.eval_list or args.infer_list)
+    class_names = load_class_names(args.voc12_root)
+    result = evaluate_label_dir(args.sem_seg_out_dir, args.voc12_root, names, class_names)
+    save_json(artifacts.eval_json_path(args.sem_seg_out_dir, PASS_NAME), result)
+    rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
+    log.info("%s %s: mIoU %.4f over %d images | IoU %s", PASS_NAME, args.sem_seg_out_dir, float("nan") if result["miou"] is None else result["miou"],
+             len(names), rows)

@@ -1,0 +1,94 @@
+"""Pass make_adv_cam: AdvCAM — CAMs accumulated over adversarially climbed images, with a restricting mask.
+
+The seed's step 3 (``obtain_CAM_masking.py --adv_iter 2 --AD_coeff 7 --AD_stepsize 0.08 --score_th 0.6``); the math
+lives in misc/adv_climb.py. For every scale of --cam_scales and every present class, the image and its flip climb
+--adv_iter steps; the CAMs of all iterates are summed over steps, scales and the flip, then max-normalised per class
+exactly as make_cam does, so the artifact has make_cam's format (and with --adv_iter 0 make_cam's values).
+--AD_stepsize is in the backbone's normalised input units, as in the seed (see misc/adv_climb.py).
+
+Reads:  --cam_weights_name, --infer_list (obtain_CAM_masking.py: --train_list), <voc12_root>/JPEGImages,
+        cls_labels.npy (which classes are present)
+Writes: <cam_out_dir>/<name>.npz (keys, cam at stride 4, high_res at full size; see misc/artifacts.py),
+        <cam_out_dir>/overlays/<name>.png for the first --cam_num_overlays images, args_make_adv_cam.json.
+Items whose .npz already exists are skipped unless --overwrite. Under torchrun each rank takes its shard.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data.labels import load_cls_labels, read_name_list
+from misc import artifacts, dist
+from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
+from misc.io import save_args
+from misc.logutils import progress
+from net.cam_net import CAMNet
+from step.make_cam import (load_cam_model, pending_names, present_classes, save_cam_artifact, stride4_size,
+                           write_cam_overlay)
+
+log = logging.getLogger(__name__)
+
+
+def multiscale_adv_cams(model: CAMNet, image: np.ndarray, keys: np.ndarray, scales: tuple[float, ...], *,
+                        adv_iter: int, ad_coeff: float, ad_stepsize: float, score_th: float, grow_mask: bool = True,
+                        stats: ClimbStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """AdvCAM maps summed over scales (and the flip), before normalisation: make_cam.multiscale_cams' counterpart.
+
+    image: uint8 (H, W, 3); keys: (k,) int64 present classes. Returns (K, ceil(H/4), ceil(W/4)) and (K, H, W) float32
+    tensors on the model's device, zero for the classes not in ``keys``. No present class: zeros, no forward pass.
+    """
+    device = next(model.parameters()).device
+    h, w = image.shape[:2]
+    num_classes = model.num_classes
+    strided_total = torch.zeros((num_classes, *stride4_size(h, w)), device=device)
+    high_total = torch.zeros((num_classes, h, w), device=device)
+    if len(keys) == 0:
+        return strided_total, high_total
+    keys_t = torch.as_tensor(keys, dtype=torch.long, device=device)
+    x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+    for scale in scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if scale != 1 else x
+        cams = adversarial_climb(model, xs, keys_t, adv_iter=adv_iter, ad_coeff=ad_coeff, ad_stepsize=ad_stepsize,
+                                 score_th=score_th, grow_mask=grow_mask, stats=stats)[None]  # (1, k, h', w')
+        strided_total[keys_t] += F.interpolate(cams, size=stride4_size(h, w), mode="bilinear", align_corners=False)[0]
+        high_total[keys_t] += F.interpolate(cams, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return strided_total, high_total
+
+
+def run(args) -> None:
+    from data.raster_io import read_image
+
+    device = torch.device(args.device)
+    names = read_name_list(args.infer_list)
+    cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
+    model = load_cam_model(args.cam_weights_name, device)
+    os.makedirs(args.cam_out_dir, exist_ok=True)
+    if dist.is_main():
+        save_args(args, args.cam_out_dir, "make_adv_cam")
+    overlay_names = set(names[: args.cam_num_overlays])
+    todo = pending_names(names, args.cam_out_dir, args.overwrite)
+    log.info("make_adv_cam: %d images to do (%d already done), scales %s, adv_iter %d, AD_coeff %g, AD_stepsize %g "
+             "(normalised units), score_th %g", len(todo), len(dist.shard(names)) - len(todo), args.cam_scales,
+             args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th)
+    stats = ClimbStats()
+    least_forwards = least_backwards = 0
+    with input_gradients_only(model):
+        for name in progress(todo, desc="make_adv_cam"):
+            keys = present_classes(cls_labels, name)
+            image = read_image(artifacts.image_path(args.voc12_root, name))
+            strided, high = multiscale_adv_cams(
+                model, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
+                ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats)
+            stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
+            fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
+            least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
+            high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
+            if name in overlay_names:
+                write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+    log.info("make_adv_cam: %d forward / %d backward passes (minimum %d / %d); CAMs in %s", stats.forwards,
+             stats.backwards, least_forwards, least_backwards, args.cam_out_dir)

@@ -1,0 +1,127 @@
+"""Pass make_sem_seg: pseudo masks by a random walk of the CAMs over IRN's boundary map (IRN step 7).
+
+For each image of --infer_list: the trained IRN predicts a stride-4 boundary map (image and flip averaged), the
+stride-4 CAMs (raised to --sem_seg_cam_power, as AdvCAM does) walk ``2 ** --exp_times`` steps over the affinities
+``(1 - boundary) ** --beta`` (misc/random_walk.py), are upsampled ×4, divided by their maximum and compared with a
+constant background score --sem_seg_bg_thres; the argmax is the pseudo mask. An image without a present class is all
+background and costs no network call.
+
+Reads:  --irn_weights_name, <cam_out_dir>/<name>.npz (``keys``, ``cam``), <voc12_root>/JPEGImages/<name>.*,
+        <voc12_root>/SegmentationClassAug/<name>.png (overlays only, when present)
+Writes: <sem_seg_out_dir>/<name>.png  uint8: 0 background, 1..K classes;
+        <sem_seg_out_dir>/overlays/<name>.png (image | boundary | pseudo mask | ground truth) for the first
+        --cam_num_overlays names; <sem_seg_out_dir>/args_make_sem_seg.json.
+Items whose PNG exists are skipped unless --overwrite; torchrun ranks share the list (misc.dist.shard).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data.labels import read_name_list
+from misc import artifacts, dist
+from misc.io import load_npz, load_png, save_args, save_png
+from misc.logutils import progress
+from misc.random_walk import label_from_random_walk, random_walk, stride_size
+from misc.visualize import label_overlay, side_by_side
+
+log = logging.getLogger(__name__)
+PASS_NAME = "make_sem_seg"
+RW_RADIUS = 5  # IRN: neighbours within 5 stride-4 pixels
+# Maps larger than this (stride-4 pixels per side, i.e. 4096-pixel images) are walked in windows with a halo, which
+# bounds memory on whole scenes; patches of the usual sizes are walked in one piece.
+RW_TILE_SIZE = 1024
+RW_TILE_HALO = 128
+
+
+def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
+                bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
+                radius: int = RW_RADIUS) -> np.ndarray:
+    """Pseudo mask of one image from its stride-4 CAMs and boundary map.
+
+    Args:
+        cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
+        boundary: (ceil(H/4), ceil(W/4)) boundary probability in [0, 1].
+    Returns:
+        (H, W) uint8: 0 background, 1..K classes.
+    """
+    walked = random_walk(cams.float().clamp_min(0).pow(cam_power), boundary, beta=beta, exp_times=exp_times,
+                         radius=radius, tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)  # (k, H/4, W/4)
+    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold)
+
+
+def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
+                          label: np.ndarray, gt: np.ndarray | None) -> None:
+    """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one)."""
+    h, w = image.shape[:2]
+    if boundary is None:
+        boundary_panel = np.zeros((h, w), np.uint8)
+    else:
+        up = F.interpolate(torch.from_numpy(boundary)[None, None].float(), scale_factor=4, mode="bilinear",
+                           align_corners=False)[0, 0, :h, :w]
+        boundary_panel = (up.clamp(0, 1) * 255).round().byte().numpy()
+    panels = [image, boundary_panel, label_overlay(image, label)]
+    if gt is not None:
+        panels.append(label_overlay(image, gt))
+    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels))
+
+
+def _load_boundary_model(weights_path: str, device: torch.device):
+    from step.train_irn import load_irn_model
+
+    return load_irn_model(weights_path, device)
+
+
+def run(args) -> None:
+    from data.raster_io import read_image
+
+    if args.rw_method != "irn":
+        raise ValueError(f"--rw_method {args.rw_method!r}: make_sem_seg_labels implements only 'irn' (random walk over "
+                         f"IRN's boundary map)")
+    device = torch.device(args.device)
+    names = read_name_list(args.infer_list)
+    out_dir = args.sem_seg_out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    if dist.is_main():
+        save_args(args, out_dir, PASS_NAME)
+    mine = dist.shard(names)
+    todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.sem_seg_path(out_dir, n))]
+    overlay_names = set(names[: args.cam_num_overlays])
+    log.info("%s: %d images to do (%d already done), beta %s, exp_times %d, bg threshold %.2f", PASS_NAME, len(todo),
+             len(mine) - len(todo), args.beta, args.exp_times, args.sem_seg_bg_thres)
+    model = None  # loaded on the first image with a present class
+    with torch.inference_mode():
+        for name in progress(todo, desc=PASS_NAME):
+            cam_file = artifacts.cam_path(args.cam_out_dir, name)
+            cam = load_npz(cam_file)
+            keys = cam["keys"]
+            image = read_image(artifacts.image_path(args.voc12_root, name))
+            h, w = image.shape[:2]
+            if cam["cam"].shape != (len(keys),) + stride_size(h, w):
+                raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
+                                 f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
+            boundary = None
+            if len(keys) == 0:
+                label = np.zeros((h, w), np.uint8)
+            else:
+                if model is None:
+                    model = _load_boundary_model(args.irn_weights_name, device)
+                x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+                boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
+                if boundary_t.shape != stride_size(h, w):
+                    raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size {stride_size(h, w)}")
+                label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t, (h, w),
+                                    bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
+                                    cam_power=args.sem_seg_cam_power)
+                boundary = boundary_t.float().cpu().numpy()
+            save_png(artifacts.sem_seg_path(out_dir, name), label)
+            if name in overlay_names:
+                gt_path = artifacts.mask_path(args.voc12_root, name)
+                gt = load_png(gt_path) if os.path.isfile(gt_path) else None
+                gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
+                write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+    log.info("%s: pseudo masks in %s", PASS_NAME, out_dir)

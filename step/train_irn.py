@@ -1,0 +1,165 @@
+"""Pass train_irn: train IRN's boundary and displacement branches from IR labels over the frozen CAM backbone.
+
+Reads:  --train_list, <voc12_root>/JPEGImages, <ir_label_out_dir>/<name>.png (cam_to_ir_label),
+        --cam_weights_name (its backbone; ImageNet weights with a warning when the file is missing)
+Writes: --irn_weights_name (a self-describing checkpoint, rewritten after every epoch so --resume can continue),
+        args_train_irn.json next to it, and <dirname(irn_weights_name)>/irn_boundary_overlays/<name>.png
+        (image | boundary map) for the first --cam_num_overlays training images.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from data.irn_dataset import IRNDataset
+from data.labels import read_name_list
+from misc import artifacts, dist
+from misc.io import save_args, save_png
+from misc.logutils import progress
+from misc.pair_sampler import TRAIN_RADIUS, pair_losses
+from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seeded_generator
+from misc.visualize import cam_overlay, side_by_side
+from net.backbones import BACKBONES
+from net.irn import IRNet
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("total", "pos_bg", "pos_fg", "neg", "dp_fg", "dp_bg")
+
+
+def build_irn_from_cam(args, device: torch.device) -> IRNet:
+    """IRNet whose frozen backbone is the trained CAM network's (ImageNet weights if that file is missing)."""
+    from step.make_cam import load_cam_model
+
+    if os.path.isfile(args.cam_weights_name):
+        cam = load_cam_model(args.cam_weights_name, torch.device("cpu"))
+        name = next(k for k, cls in BACKBONES.items() if type(cam.backbone) is cls)
+        if name != args.backbone:
+            log.warning("train_irn: %s was trained with backbone %s, not --backbone %s; using %s",
+                        args.cam_weights_name, name, args.backbone, name)
+        model = IRNet(backbone=name, boundary=args.irn_boundary, pretrained=None)
+        model.backbone.load_state_dict(cam.backbone.state_dict())
+        log.info("train_irn: backbone %s from the CAM network %s", name, args.cam_weights_name)
+    else:
+        pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
+        log.warning("train_irn: CAM weights %s not found; the frozen backbone uses pretrained=%r instead "
+                    "(boundaries and displacements will be worse)", args.cam_weights_name, pretrained)
+        model = IRNet(backbone=args.backbone, boundary=args.irn_boundary, pretrained=pretrained)
+    return model.to(device)
+
+
+def load_irn_model(weights_path: str, device: torch.device) -> IRNet:
+    """Rebuild IRNet from its self-describing checkpoint (backbone and boundary branch as trained), eval mode.
+
+    A file that is not an IRN checkpoint, or whose weights do not fit the architecture it names, is an error naming
+    the file.
+    """
+    ckpt = load_checkpoint(weights_path, map_location="cpu")
+    if ckpt.get("kind") != "irn":
+        raise ValueError(f"{weights_path} is not an IRN checkpoint (kind={ckpt.get('kind')!r}, model class "
+                         f"{ckpt.get('model_class')!r}); pass the file written by --train_irn_pass as "
+                         f"--irn_weights_name")
+    built = ckpt.get("args", {})
+    backbone = ckpt.get("backbone") or built.get("backbone", "efficientnet_lite0")
+    boundary = ckpt.get("boundary") or built.get("irn_boundary", "gated")
+    try:
+        model = IRNet(backbone=backbone, boundary=boundary, pretrained=None)
+    except ValueError as err:
+        raise ValueError(f"{weights_path}: {err}") from err
+    load_weights(model, ckpt, path=weights_path)
+    return model.to(device).eval()
+
+
+def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.device) -> None:
+    """image | boundary probability (jet) for each of ``names``."""
+    from data.raster_io import read_image
+
+    model.eval()
+    with torch.inference_mode():
+        for name in names:
+            image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
+            x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
+            boundary = model.boundary_map(x)  # (1, 1, h4, w4)
+            full = torch.nn.functional.interpolate(boundary, scale_factor=4, mode="bilinear", align_corners=False)
+            full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
+            save_png(artifacts.irn_boundary_overlay_path(args.irn_weights_name, name),
+                     side_by_side([image, cam_overlay(image, full)]))
+
+
+def run(args) -> None:
+    device = torch.device(args.device)
+    names = read_name_list(args.train_list)
+    dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.irn_crop_size,
+                         seed=args.seed)
+    model = build_irn_from_cam(args, device)
+    log.info("train_irn: %d images, crop %d, boundary branch %s, backbone %s, pair radius %d at stride 4",
+             len(names), args.irn_crop_size, model.boundary_kind, model.backbone_name, TRAIN_RADIUS)
+
+    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
+    batch_size = min(args.irn_batch_size, len(dataset))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.num_workers, drop_last=True, generator=seeded_generator(args.seed))
+    max_step = len(loader) * args.irn_num_epochs
+    optimizer = PolyOptimizer(model.param_groups(args.irn_learning_rate), lr=args.irn_learning_rate,
+                              weight_decay=args.irn_weight_decay, max_step=max_step)
+
+    start_epoch = 0
+    if args.resume and os.path.isfile(args.irn_weights_name):
+        ckpt = load_checkpoint(args.irn_weights_name)
+        if ckpt.get("kind") != "irn" or ckpt.get("boundary") != model.boundary_kind:
+            raise ValueError(f"--resume: {args.irn_weights_name} is not an IRN checkpoint with a "
+                             f"{model.boundary_kind!r} boundary branch (kind={ckpt.get('kind')!r}, "
+                             f"boundary={ckpt.get('boundary')!r})")
+        load_weights(model, ckpt, path=args.irn_weights_name)
+        if "optimizer" in ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt.get("epoch", 0))
+        optimizer.global_step = int(ckpt["step"])
+        log.info("resuming %s from epoch %d (step %d)", args.irn_weights_name, start_epoch, optimizer.global_step)
+
+    train_model = model
+    if dist.is_distributed():
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if dist.is_main():
+        save_args(args, os.path.dirname(os.path.abspath(args.irn_weights_name)), "train_irn")
+    for epoch in range(start_epoch, args.irn_num_epochs):
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_model.train()
+        tic = time.time()
+        sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        seen = 0
+        for batch in progress(loader, desc=f"train_irn epoch {epoch + 1}/{args.irn_num_epochs}"):
+            images = batch["img"].to(device, non_blocking=True)  # (B, 3, crop, crop)
+            labels = batch["label"].to(device, non_blocking=True)  # (B, crop/4, crop/4)
+            boundary_logits, displacement = train_model(images)
+            losses = pair_losses(boundary_logits, displacement, labels, radius=TRAIN_RADIUS)
+            check_finite(losses["total"], where=f"train_irn epoch {epoch + 1} step {optimizer.global_step}")
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            for k in LOSS_KEYS:
+                sums[k] += losses[k].item() * len(images)
+            seen += len(images)
+        metrics = {k: v / max(seen, 1) for k, v in sums.items()}
+        metrics["epoch_seconds"] = time.time() - tic
+        log.info("train_irn epoch %d/%d: loss %.4f (affinity bg+ %.3f fg+ %.3f neg %.3f, displacement fg %.3f "
+                 "bg %.3f), %.1f s", epoch + 1, args.irn_num_epochs, metrics["total"], metrics["pos_bg"],
+                 metrics["pos_fg"], metrics["neg"], metrics["dp_fg"], metrics["dp_bg"], metrics["epoch_seconds"])
+        if dist.is_main():
+            save_checkpoint(args.irn_weights_name, model=model, args=args, step=optimizer.global_step,
+                            metrics=metrics, optimizer=optimizer,
+                            extra={"epoch": epoch + 1, "kind": "irn", "boundary": model.boundary_kind,
+                                   "backbone": model.backbone_name})
+        dist.barrier()
+    if dist.is_main() and args.cam_num_overlays > 0:
+        write_boundary_overlays(model, args, names[: args.cam_num_overlays], device)
+    log.info("train_irn: weights in %s", args.irn_weights_name)
+

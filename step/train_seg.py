@@ -1,0 +1,127 @@
+"""Pass train_seg: train the DeepLabV3+-style segmentation network on pseudo, ground-truth or mixed pixel labels.
+
+Reads:  --train_list, <voc12_root>/JPEGImages, classes.json, and per image (``--seg_label_source``)
+        pseudo: <sem_seg_out_dir>/<name>.png | gt: <voc12_root>/SegmentationClassAug/<name>.png |
+        mixed: ground truth for the names in --seg_pixel_list, pseudo masks for the others
+Writes: --seg_weights_name, a self-describing checkpoint rewritten after every epoch (so --resume continues):
+        weights, args, step, epoch, metrics {"loss", "pixel_accuracy", "loss_per_epoch"}, optimizer state and
+        kind="seg", num_classes, class_names, backbone, head_channels, label_source; args_train_seg.json next to it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from data.labels import load_class_names, read_name_list
+from data.seg_dataset import SegmentationDataset
+from misc import artifacts, dist
+from misc.io import save_args
+from misc.logutils import progress
+from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seeded_generator
+from net.seg_net import SegNet
+
+log = logging.getLogger(__name__)
+
+
+def build_seg_net_from_args(args, num_classes: int, pretrained: bool = True) -> SegNet:
+    """The segmentation network the arguments describe (ImageNet backbone weights only when training from scratch)."""
+    weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
+    return SegNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
+                  head_channels=args.seg_head_channels)
+
+
+def seg_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the non-ignored pixels, and their count.
+
+    ``F.cross_entropy(..., ignore_index=255)`` averages over zero pixels to NaN when a crop is all ignore (e.g. a
+    crop fully in the padding); summing and dividing by max(count, 1) gives 0 instead.
+    """
+    valid = int((labels != artifacts.IGNORE_INDEX).sum())
+    loss = F.cross_entropy(logits, labels, ignore_index=artifacts.IGNORE_INDEX, reduction="sum") / max(valid, 1)
+    return loss, valid
+
+
+def run(args) -> None:
+    device = torch.device(args.device)
+    names = read_name_list(args.train_list)
+    class_names = load_class_names(args.voc12_root)
+    num_classes = len(class_names)
+    pixel_names = (read_name_list(args.seg_pixel_list)
+                   if args.seg_label_source == "mixed" and args.seg_pixel_list else None)
+    dataset = SegmentationDataset(args.voc12_root, names, num_classes=num_classes, crop_size=args.seg_crop_size,
+                                  label_source=args.seg_label_source, pseudo_dir=args.sem_seg_out_dir,
+                                  pixel_names=pixel_names, seed=args.seed)
+    counts = Counter(dataset.sources.values())
+    log.info("train_seg: %d images (%d ground truth, %d pseudo masks from %s), %d classes %s, backbone %s",
+             len(names), counts["gt"], counts["pseudo"], args.sem_seg_out_dir, num_classes, class_names,
+             args.backbone)
+
+    model = build_seg_net_from_args(args, num_classes).to(device)
+    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
+    batch_size = min(args.seg_batch_size, len(dataset))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.num_workers, drop_last=True, generator=seeded_generator(args.seed))
+    max_step = len(loader) * args.seg_num_epochs
+    optimizer = PolyOptimizer(model.param_groups(args.seg_learning_rate), lr=args.seg_learning_rate,
+                              weight_decay=args.seg_weight_decay, max_step=max_step)
+
+    start_epoch, loss_per_epoch = 0, []
+    if args.resume and os.path.isfile(args.seg_weights_name):
+        ckpt = load_checkpoint(args.seg_weights_name, map_location=device)
+        if ckpt.get("kind") != "seg" or int(ckpt.get("num_classes", -1)) != num_classes:
+            raise ValueError(f"--resume: {args.seg_weights_name} is not a segmentation checkpoint for {num_classes} "
+                             f"classes (kind {ckpt.get('kind')!r}, num_classes {ckpt.get('num_classes')})")
+        load_weights(model, ckpt, path=args.seg_weights_name)
+        if "optimizer" in ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt.get("epoch", 0))
+        optimizer.global_step = int(ckpt["step"])
+        loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", []))
+        log.info("resuming %s from epoch %d (step %d)", args.seg_weights_name, start_epoch, optimizer.global_step)
+
+    train_model = model
+    if dist.is_distributed():
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if dist.is_main():
+        save_args(args, os.path.dirname(os.path.abspath(args.seg_weights_name)), "train_seg")
+    for epoch in range(start_epoch, args.seg_num_epochs):
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_model.train()
+        tic = time.time()
+        total_loss, total_correct, total_valid, total_images = 0.0, 0, 0, 0
+        for batch in progress(loader, desc=f"train_seg epoch {epoch + 1}/{args.seg_num_epochs}"):
+            images = batch["img"].to(device, non_blocking=True)  # (B, 3, S, S)
+            labels = batch["label"].to(device, non_blocking=True)  # (B, S, S)
+            logits = train_model(images)  # (B, K, S, S)
+            loss, valid = seg_loss(logits, labels)
+            check_finite(loss, where=f"train_seg epoch {epoch + 1} step {optimizer.global_step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * valid
+            total_valid += valid
+            total_correct += int(((logits.detach().argmax(1) == labels) & (labels != artifacts.IGNORE_INDEX)).sum())
+            total_images += len(images)
+        loss_per_epoch.append(total_loss / max(total_valid, 1))
+        metrics = {"loss": loss_per_epoch[-1], "pixel_accuracy": total_correct / max(total_valid, 1),
+                   "loss_per_epoch": loss_per_epoch, "epoch_seconds": time.time() - tic}
+        log.info("train_seg epoch %d/%d: loss %.4f, pixel accuracy %.3f, %.1f s (%.2f s/image)",
+                 epoch + 1, args.seg_num_epochs, metrics["loss"], metrics["pixel_accuracy"], metrics["epoch_seconds"],
+                 metrics["epoch_seconds"] / max(total_images, 1))
+        if dist.is_main():
+            save_checkpoint(args.seg_weights_name, model=model, args=args, step=optimizer.global_step,
+                            metrics=metrics, optimizer=optimizer,
+                            extra={"kind": "seg", "epoch": epoch + 1, "class_names": class_names,
+                                   "label_source": args.seg_label_source, **model.config})
+        dist.barrier()
+    log.info("train_seg: weights in %s", args.seg_weights_name)

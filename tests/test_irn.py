@@ -1,0 +1,274 @@
+"""IRN: pair sampler, network shapes and gates, dataset, training, checkpoints. CPU, 64×64 inputs, random weights."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from data.irn_dataset import IRNDataset
+from misc import artifacts
+from misc.cli import build_parser
+from misc.io import save_jpg, save_png
+from misc.pair_sampler import (affinity_labels, boundary_to_affinity, downsample_label, gather_pairs, line_points,
+                               pair_losses, pair_offsets)
+from misc.torchutils import PolyOptimizer, load_checkpoint, save_checkpoint
+from net.irn import IRNet
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fixture: two bright rectangular buildings on a dark ground, masks, IR labels (1 core, 255 band, 0 outside)
+# ---------------------------------------------------------------------------------------------------------------------
+
+BUILDINGS = {"a": [(8, 28, 8, 30), (36, 56, 34, 58)], "b": [(4, 30, 30, 60)], "c": [(20, 44, 10, 40)]}
+
+
+def make_fixture(root, names=("a", "b", "c"), size=64):
+    """Writes JPEGImages/*.jpg, SegmentationClassAug/*.png, classes.json, a list file and IR labels; returns paths."""
+    root = str(root)
+    ir_dir = os.path.join(root, "ir_label")
+    rng = np.random.default_rng(0)
+    for name in names:
+        mask = np.zeros((size, size), np.uint8)
+        ir = np.zeros((size, size), np.uint8)
+        for y0, y1, x0, x1 in BUILDINGS[name]:
+            mask[y0:y1, x0:x1] = 1
+            ir[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = 255  # unsure band around each building
+        for y0, y1, x0, x1 in BUILDINGS[name]:
+            ir[y0 + 2:y1 - 2, x0 + 2:x1 - 2] = 1
+        image = np.where(mask[..., None] > 0, 200, 50).astype(np.float32) + rng.normal(0, 5, (size, size, 3))
+        save_jpg(os.path.join(root, "JPEGImages", f"{name}.jpg"), image.clip(0, 255).astype(np.uint8))
+        save_png(artifacts.mask_path(root, name), mask)
+        save_png(artifacts.ir_label_path(ir_dir, name), ir)
+    with open(os.path.join(root, "classes.json"), "w") as f:
+        json.dump({"classes": ["background", "building"]}, f)
+    list_file = os.path.join(root, "train.txt")
+    with open(list_file, "w") as f:
+        f.write("\n".join(names) + "\n")
+    return {"root": root, "ir_dir": ir_dir, "list": list_file}
+
+
+def fixture_args(paths, tmp_path, *extra):
+    return build_parser().parse_args([
+        "--device", "cpu", "--quiet", "--voc12_root", paths["root"], "--train_list", paths["list"],
+        "--infer_list", paths["list"], "--ir_label_out_dir", paths["ir_dir"],
+        "--cam_weights_name", str(tmp_path / "sess" / "cam.pth"), "--irn_weights_name", str(tmp_path / "sess" / "irn.pth"),
+        "--irn_crop_size", "64", "--irn_batch_size", "2", "--irn_num_epochs", "1", "--pretrained", "none",
+        "--cam_num_overlays", "1", *extra])
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return {b: IRNet("efficientnet_lite0", boundary=b, pretrained=None) for b in ("gated", "plain")}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pair sampler
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_offsets_radius_2_by_hand():
+    # dy² + dx² < 4 in the half-plane (dy > 0, or dy == 0 and dx > 0)
+    assert pair_offsets(2).tolist() == [[0, 1], [1, -1], [1, 0], [1, 1]]
+
+
+def test_offsets_radius_10_cover_half_the_disk():
+    offsets = pair_offsets(10)
+    assert len(offsets) == 152  # (305 lattice points with y² + x² < 100, minus the origin) / 2
+    assert all(dy * dy + dx * dx < 100 for dy, dx in offsets)
+    assert all(dy > 0 or (dy == 0 and dx > 0) for dy, dx in offsets)
+    as_set = {tuple(o) for o in offsets.tolist()}
+    assert len(as_set) == len(offsets)
+    assert not any((-dy, -dx) in as_set for dy, dx in as_set)  # each unordered pair once
+
+
+def test_line_points_do_not_let_a_diagonal_slip_through():
+    assert sorted(line_points(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(line_points(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+
+
+def test_affinity_labels_of_a_hand_made_label():
+    label = torch.tensor([[0, 0, 1, 1],
+                          [0, 255, 1, 1],
+                          [2, 2, 1, 1],
+                          [0, 0, 0, 0]], dtype=torch.uint8)
+    out = {k: v.numpy().astype(int) for k, v in affinity_labels(label, radius=2).items()}
+    assert out["bg_pos"].shape == (4, 4, 4)
+    right = 0  # offset (0, 1): pair (y, x) → (y, x + 1)
+    assert out["bg_pos"][right].tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]]
+    assert out["fg_pos"][right].tolist() == [[0, 0, 1, 0], [0, 0, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    assert out["neg"][right].tolist() == [[0, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    down = 2  # offset (1, 0): pair (y, x) → (y + 1, x)
+    assert out["bg_pos"][down].tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert out["fg_pos"][down].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert out["neg"][down].tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    down_left = 1  # offset (1, -1): (0, 2)=1 → (1, 1)=255 is no pair; (2, 2)=1 → (3, 1)=0 is negative
+    assert out["neg"][down_left][2].tolist() == [0, 1, 1, 1]
+    assert out["fg_pos"][down_left][0].tolist() == [0, 0, 0, 1]
+    # the three kinds never overlap
+    assert ((out["bg_pos"] + out["fg_pos"] + out["neg"]) <= 1).all()
+
+
+def test_downsample_label_takes_cell_centres_and_pads_unsure():
+    label = np.arange(36, dtype=np.uint8).reshape(6, 6)
+    small = downsample_label(label, stride=4)
+    assert small.dtype == np.uint8 and small.shape == (2, 2)
+    # cell (0, 0) takes pixel (2, 2) = 14; cells beyond the 6×6 image sample the 255 padding
+    assert small.tolist() == [[14, 255], [255, 255]]
+
+
+def test_affinity_is_zero_across_a_boundary_line():
+    boundary = torch.zeros(1, 1, 5, 6)
+    boundary[..., 2] = 1.0  # a vertical boundary in column 2
+    aff = boundary_to_affinity(boundary, radius=4)
+    offsets = pair_offsets(4).tolist()
+    right1, right3 = offsets.index([0, 1]), offsets.index([0, 3])
+    assert aff[0, right3, :, 0].tolist() == [0.0] * 5  # (y, 0) → (y, 3) crosses column 2
+    assert aff[0, right1, :, 0].tolist() == [1.0] * 5  # (y, 0) → (y, 1) does not
+    assert aff[0, right1, :, 3].tolist() == [1.0] * 5  # (y, 3) → (y, 4) is right of the boundary
+    assert gather_pairs(torch.arange(4.0).view(1, 4), [[0, 1]], fill=-1).tolist() == [[[1.0, 2.0, 3.0, -1.0]]]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("boundary", ["gated", "plain"])
+@pytest.mark.parametrize("size", [(65, 67), (33, 50)])
+def test_output_shapes_for_odd_sizes(nets, boundary, size):
+    model = nets[boundary].eval()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        logits, dp = model(x)
+        prob = model.boundary_map(x)
+        disp = model.displacement(x)
+    h4, w4 = -(-size[0] // 4), -(-size[1] // 4)
+    assert logits.shape == (2, 1, h4, w4) and dp.shape == (2, 2, h4, w4)
+    assert prob.shape == (2, 1, h4, w4) and disp.shape == (2, 2, h4, w4)
+    assert 0 <= prob.min() and prob.max() <= 1
+
+
+def test_boundary_map_is_flip_equivariant(nets):
+    model = nets["gated"].eval()
+    x = torch.rand(1, 3, 37, 51)  # not a multiple of 4: the grid must still line up after the flip
+    with torch.no_grad():
+        a = model.boundary_map(x)
+        b = model.boundary_map(x.flip(-1)).flip(-1)
+        da = model.displacement(x)
+        db = model.displacement(x.flip(-1)).flip(-1)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(da[:, 0], db[:, 0], atol=1e-4) and torch.allclose(da[:, 1], -db[:, 1], atol=1e-4)
+
+
+def test_gates_in_unit_interval_and_gradient_reaches_shape_stream(nets):
+    model = nets["gated"].train()
+    model.zero_grad(set_to_none=True)
+    logits, dp, gates = model(torch.rand(2, 3, 48, 40), return_gates=True)
+    assert len(gates) == 3
+    for g in gates:
+        assert g.shape == (2, 1, 12, 10) and 0 <= g.min() and g.max() <= 1
+    logits.sum().backward()
+    branch = model.boundary_branch
+    for module in (branch.stem, branch.blocks[0], branch.side[0], branch.gates[2].gate_conv):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in model.backbone.parameters())  # frozen
+    trainable = {id(p) for g in model.param_groups(0.1) for p in g["params"]}
+    assert not trainable & {id(p) for p in model.backbone.parameters()}
+    assert model.backbone.training is False
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dataset and training
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_dataset_augments_image_and_label_alike(tmp_path):
+    root = str(tmp_path)
+    label = np.zeros((40, 48), np.uint8)
+    label[5:30, 10:20] = 1
+    label[30:, 30:] = 255
+    image = np.stack([np.minimum(label.astype(int) * 100 + 50, 255)] * 3, axis=-1).astype(np.uint8)  # the colour encodes the label
+    save_png(os.path.join(root, "JPEGImages", "x.png"), image)
+    save_png(artifacts.ir_label_path(os.path.join(root, "ir"), "x"), label)
+    ds = IRNDataset(root, ["x"], os.path.join(root, "ir"), crop_size=32, scale_range=(1.0, 1.0), seed=3)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        assert item["img"].shape == (3, 32, 32) and item["label"].shape == (8, 8)
+        assert item["label"].dtype == torch.uint8
+        centres = item["img"][0, 2::4, 2::4]  # the pixels the stride-4 label samples
+        lab = item["label"]
+        assert torch.allclose(centres[lab == 1], torch.tensor(150 / 255)), epoch
+        assert torch.allclose(centres[lab == 0], torch.tensor(50 / 255)), epoch
+
+
+def test_a_few_training_steps_decrease_the_loss(tmp_path):
+    paths = make_fixture(tmp_path)
+    ds = IRNDataset(paths["root"], ["a", "b", "c"], paths["ir_dir"], crop_size=64, seed=0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(3)])
+    assert set(batch["label"].unique().tolist()) == {0, 1, 255}
+    torch.manual_seed(0)
+    model = IRNet("efficientnet_lite0", boundary="gated", pretrained=None).train()
+    optimizer = PolyOptimizer(model.param_groups(0.05), lr=0.05, weight_decay=1e-4, max_step=100)
+    losses = []
+    for _ in range(8):
+        logits, dp = model(batch["img"])
+        loss = pair_losses(logits, dp, batch["label"])["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
+    from net.cam_net import CAMNet
+    from step.train_irn import load_irn_model, run
+
+    paths = make_fixture(tmp_path)
+    args = fixture_args(paths, tmp_path, "--irn_boundary", "plain")
+    torch.manual_seed(1)
+    cam = CAMNet("efficientnet_lite0", num_classes=1, pretrained=None)
+    save_checkpoint(args.cam_weights_name, model=cam, args={"backbone": "efficientnet_lite0"}, step=0,
+                    extra={"kind": "cam", "num_classes": 1})
+    run(args)
+    ckpt = load_checkpoint(args.irn_weights_name)
+    assert ckpt["kind"] == "irn" and ckpt["boundary"] == "plain" and ckpt["backbone"] == "efficientnet_lite0"
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 1 and np.isfinite(ckpt["metrics"]["total"])
+    assert os.path.isfile(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "a"))
+    assert os.path.isfile(artifacts.args_json_path(str(tmp_path / "sess"), "train_irn"))
+
+    model = load_irn_model(args.irn_weights_name, torch.device("cpu"))
+    assert isinstance(model, IRNet) and model.boundary_kind == "plain" and not model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][key]), key
+    # the frozen backbone is the CAM network's, untouched by training
+    for key, value in cam.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[key], value), key
+
+    # --resume with everything done trains nothing more and keeps the step
+    args.resume = True
+    run(args)
+    assert load_checkpoint(args.irn_weights_name)["step"] == 1
+
+
+def test_load_irn_model_rejects_other_files(tmp_path, nets):
+    from net.cam_net import CAMNet
+    from step.train_irn import load_irn_model
+
+    cam_file = str(tmp_path / "cam.pth")
+    save_checkpoint(cam_file, model=CAMNet("efficientnet_lite0", 1, pretrained=None), args={}, step=0,
+                    extra={"kind": "cam"})
+    with pytest.raises(ValueError, match="cam.pth.*not an IRN checkpoint"):
+        load_irn_model(cam_file, torch.device("cpu"))
+    # an IRN file that says "gated" but holds the plain branch's weights
+    bad_file = str(tmp_path / "bad_irn.pth")
+    save_checkpoint(bad_file, model=nets["plain"], args={"backbone": "efficientnet_lite0"}, step=0,
+                    extra={"kind": "irn", "boundary": "gated", "backbone": "efficientnet_lite0"})
+    with pytest.raises(ValueError, match="bad_irn.pth"):
+        load_irn_model(bad_file, torch.device("cpu"))
