@@ -5,8 +5,8 @@
 
 Image size N means stride-4 maps of (N/4)²; K=2 CAM channels, radius 5, beta 10, exp_times 8 (256 steps), as
 make_sem_seg runs it. Each size runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``) is its
-own; the baseline line is the same process after imports, before any map exists. On CUDA the peak allocated GPU
-memory is reported too.
+own; ``baseline_rss_mib`` is the same process after imports, before any map exists. On a shared machine the wall
+``seconds`` can exceed ``cpu_seconds / threads``. On CUDA the peak allocated GPU memory is reported too.
 """
 from __future__ import annotations
 
@@ -51,12 +51,15 @@ def worker(image_size: int, channels: int, device: str, radius: int, beta: float
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
+    cpu_start = time.process_time()
     out = random_walk(cams, boundary, beta=beta, exp_times=exp_times, radius=radius)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     result = {"image_size": image_size, "map_size": list(boundary.shape), "channels": channels, "device": device,
               "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 2),
+              "cpu_seconds": round(cpu_seconds, 2),
               "baseline_rss_mib": round(baseline_mib, 1),
               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
               "finite": bool(torch.isfinite(out).all())}

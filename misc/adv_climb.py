@@ -175,5 +175,5 @@ def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor,
             peak_grad = grad_n.abs().amax(dim=(0, 2, 3, 4), keepdim=True)  # per class over the image/flip pair
             direction = torch.where(peak_grad > 0, grad_n / peak_grad.clamp_min(torch.finfo(grad.dtype).tiny),
                                     torch.zeros_like(grad_n)).view_as(grad)
-            x = x.detach() + step * direction
+            x = torch.clamp(x.detach() + step * direction, low, high)
     return total

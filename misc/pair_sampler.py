@@ -55,16 +55,18 @@ def line_points(dy: int, dx: int) -> list[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=None)
-def _path_table(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """(unique shifts (U, 2), index (D, P) into them): the line points of every offset, shorter lines padded with
-    their end point (repeating a point does not change a maximum)."""
+def _path_table(radius: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(unique shifts (U, 2), groups): the line points of every offset as indices into the shifts, grouped by line
+    length so that no group is padded: [(offset ids (d,), point index (d, P)), ...]."""
     lines = [line_points(dy, dx) for dy, dx in _pair_offsets(radius)]
     shifts = sorted({p for line in lines for p in line})
     where = {p: k for k, p in enumerate(shifts)}
-    longest = max(len(line) for line in lines)
-    index = np.array([[where[p] for p in line] + [where[line[-1]]] * (longest - len(line)) for line in lines],
-                     dtype=np.int64)
-    return np.array(shifts, dtype=np.int64), index
+    groups = []
+    for length in sorted({len(line) for line in lines}):
+        ids = [d for d, line in enumerate(lines) if len(line) == length]
+        groups.append((np.array(ids, dtype=np.int64),
+                       np.array([[where[p] for p in lines[d]] for d in ids], dtype=np.int64)))
+    return np.array(shifts, dtype=np.int64), groups
 
 
 def gather_pairs(x: torch.Tensor, offsets, fill: float) -> torch.Tensor:
@@ -125,25 +127,27 @@ def boundary_to_affinity(boundary: torch.Tensor, radius: int = TRAIN_RADIUS,
     """IRN's affinity: ``a_ij = 1 - max boundary probability on the line from i to j``.
 
     boundary: (B, 1, h, w) or (B, h, w) probabilities in [0, 1]. Returns (B, D, h, w); pairs leaving the map see 0
-    boundary outside it (they are never labelled, so it does not matter). The maximum runs over all offsets at once
-    by gathering shifted copies of the map; offsets are processed in chunks of about ``max_elements`` gathered
-    values so memory stays bounded for large batches.
+    boundary outside it (they are never labelled, so it does not matter). The maximum gathers shifted copies of the map
+    for all offsets whose lines have the same number of points at once (no padding), in chunks of about
+    ``max_elements`` gathered values so memory stays bounded for large batches.
     """
     if boundary.dim() == 4:
         boundary = boundary[:, 0]
-    shifts, index = _path_table(int(radius))
+    shifts, groups = _path_table(int(radius))
     stack = gather_pairs(boundary, shifts, fill=0.0)  # (B, U, h, w)
-    index_t = torch.as_tensor(index, device=boundary.device)  # (D, P)
     b, _, h, w = stack.shape
-    per_offset = b * index.shape[1] * h * w
-    chunk = max(1, max_elements // max(per_offset, 1))
-    parts = []
-    for start in range(0, len(index), chunk):
-        idx = index_t[start:start + chunk]  # (d, P)
-        gathered = stack[:, idx.reshape(-1)].reshape(b, idx.shape[0], idx.shape[1], h, w)  # (B, d, P, h, w)
-        # max with indices: its backward keeps only the indices, not the gathered (B, d, P, h, w) values
-        parts.append(1.0 - gathered.max(dim=2).values)
-    return torch.cat(parts, dim=1)
+    parts, order = [], []
+    for ids, index in groups:
+        index_t = torch.as_tensor(index, device=boundary.device)  # (d, P)
+        chunk = max(1, max_elements // max(b * index.shape[1] * h * w, 1))
+        for start in range(0, len(ids), chunk):
+            idx = index_t[start:start + chunk]
+            gathered = stack[:, idx.reshape(-1)].reshape(b, idx.shape[0], idx.shape[1], h, w)  # (B, d, P, h, w)
+            # max with indices: its backward keeps only the indices, not the gathered (B, d, P, h, w) values
+            parts.append(1.0 - gathered.max(dim=2).values)
+        order.append(ids)
+    inverse = torch.as_tensor(np.argsort(np.concatenate(order)), device=boundary.device)
+    return torch.cat(parts, dim=1).index_select(1, inverse)  # back to pair_offsets order
 
 
 def pair_losses(boundary_logits: torch.Tensor, displacement: torch.Tensor, label: torch.Tensor,

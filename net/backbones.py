@@ -75,10 +75,13 @@ class Backbone(nn.Module):
         Callers use them for per-stage learning rates or to freeze early stages; `forward` runs exactly these, so
         the grouping can never drift from what is computed.
         """
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define stage_modules()")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, 3, H, W) float normalised with `mean`/`std` -> 4 features (B, C_i, ceil(H/s_i), ceil(W/s_i))."""
+        # channels_last: PyTorch's CPU (oneDNN) kernels for depthwise/dilated convolutions are up to 10x faster in
+        # this layout, most of all in the backward pass (measured: Lite0 fwd+bwd 31 s -> 3 s for 4x256² on 2 cores).
+        x = x.contiguous(memory_format=torch.channels_last)
         features = []
         for stage in self.stage_modules():
             x = stage(x)
@@ -435,4 +438,5 @@ def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: boo
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    return BACKBONES[name](pretrained=pretrained, freeze_bn=freeze_bn)
+    # Weights in channels_last to match the activations (see Backbone.forward); .to(device) preserves the layout.
+    return BACKBONES[name](pretrained=pretrained, freeze_bn=freeze_bn).to(memory_format=torch.channels_last)

@@ -17,9 +17,15 @@ class CAMNet(nn.Module):
     Input: (B, 3, H, W) float images in [0, 1] (normalised here with the backbone's statistics).
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 1, pretrained: str | None = "default"):
+    def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 1, pretrained: str | None = "default",
+                 frozen_stages: int = 1):
         super().__init__()
         self.backbone = build_backbone(backbone, pretrained=pretrained, freeze_bn=True)
+        # The first stage (generic edges/colours at stride 4) stays at its ImageNet weights, as IRN keeps conv1: it
+        # spares the most expensive part of the backward pass and little is learnt there from image-level labels.
+        for stage in self.backbone.stage_modules()[:frozen_stages]:
+            for param in stage.parameters():
+                param.requires_grad_(False)
         self.classifier = nn.Conv2d(self.backbone.channels[-1], num_classes, kernel_size=1, bias=False)
         nn.init.xavier_uniform_(self.classifier.weight)
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)

@@ -53,5 +53,5 @@ def run(args) -> None:
     result = evaluate_label_dir(args.sem_seg_out_dir, args.voc12_root, names, class_names)
     save_json(artifacts.eval_json_path(args.sem_seg_out_dir, PASS_NAME), result)
     rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
-    log.info("%s %s: mIoU %.4f over %d images | IoU %s", PASS_NAME, args.sem_seg_out_dir, float("nan") if result["miou"] is None else result["miou"],
-             len(names), rows)
+    miou = float("nan") if result["miou"] is None else result["miou"]
+    log.info("%s %s: mIoU %.4f over %d images | IoU %s", PASS_NAME, args.sem_seg_out_dir, miou, len(names), rows)

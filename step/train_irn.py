@@ -70,7 +70,11 @@ def load_irn_model(weights_path: str, device: torch.device) -> IRNet:
         model = IRNet(backbone=backbone, boundary=boundary, pretrained=None)
     except ValueError as err:
         raise ValueError(f"{weights_path}: {err}") from err
-    load_weights(model, ckpt, path=weights_path)
+    try:
+        load_weights(model, ckpt, path=weights_path)
+    except RuntimeError as err:  # same keys, other shapes: load_state_dict's own error
+        raise ValueError(f"weights in {weights_path} do not fit IRNet(backbone={backbone!r}, boundary={boundary!r}): "
+                         f"{err}") from err
     return model.to(device).eval()
 
 

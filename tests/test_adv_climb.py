@@ -29,11 +29,11 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
-def tiny_cam_net(num_classes: int = 2, seed: int = 0) -> CAMNet:
+def tiny_cam_net(num_classes: int = 2, seed: int = 0, backbone: str = "efficientnet_lite0") -> CAMNet:
     """A random CAMNet whose CAMs peak near 1 on random images (a random backbone's raw scale can be tiny or huge;
     the climb is scale-free, but float32 round-off is not)."""
     torch.manual_seed(seed)
-    model = CAMNet("efficientnet_lite0", num_classes=num_classes, pretrained=None).eval()
+    model = CAMNet(backbone, num_classes=num_classes, pretrained=None).eval()
     with torch.no_grad():
         _, cams = model.forward_with_cams(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed)))
         model.classifier.weight.mul_(1.0 / cams.max().clamp_min(1e-30))
@@ -132,6 +132,17 @@ def test_passes_are_the_minimum_and_pixels_stay_in_range():
     assert (last - start).abs().max() > 0.05  # the image did move ...
     at_bound = ((last - low).abs() < 1e-5) | ((last - high).abs() < 1e-5)
     assert at_bound.float().mean() > 2 * (((start - low).abs() < 1e-5) | ((start - high).abs() < 1e-5)).float().mean()
+
+
+def test_resnet50_backbone_climbs():
+    model = tiny_cam_net(num_classes=1, backbone="resnet50")
+    image = random_image(32, 32)
+    plain, _ = climb(model, image, [0], adv_iter=0, ad_coeff=7.0, ad_stepsize=0.08, score_th=0.6)
+    adv, stats = climb(model, image, [0], adv_iter=1, ad_coeff=7.0, ad_stepsize=0.08, score_th=0.6)
+    assert adv.shape == plain.shape == (1, 2, 2) and (stats.forwards, stats.backwards) == (2, 1)
+    assert stats.target_logits[1][0] > stats.target_logits[0][0]
+    # x_0's CAM is the first term of the sum; x_1's CAM is the second, and differs from it
+    assert not torch.allclose(adv, 2 * plain)
 
 
 def test_input_gradients_only_restores_requires_grad():

@@ -16,6 +16,16 @@ from step.make_ins_seg_labels import cluster_by_displacement, instances_from_dis
 from tests.test_irn import fixture_args, make_fixture
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # The test box has 2 cores shared by several jobs: intra-op threads on these tiny tensors gain nothing, while
+    # oversubscription makes each call 10-30x slower. Restored afterwards so other modules keep their setting.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _box(shape, y0, y1, x0, x1):
     m = np.zeros(shape, bool)
     m[y0:y1, x0:x1] = True

@@ -20,6 +20,15 @@ from misc.vectorize import StripPolygonMerger, footprint_features, mask_to_polyg
 from step import predict as predict_step
 from step.predict import predict_scene, scene_paths
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny convolutions run faster on one thread, and far faster than two threads on a busy 2-core CI box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Window grid and blending weights
 # --------------------------------------------------------------------------------------------------------------------
