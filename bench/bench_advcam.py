@@ -4,10 +4,10 @@
 
 Seed settings by default (adv_iter 2, AD_coeff 7, AD_stepsize 0.08, score_th 0.6, scales 1.0,0.5,1.5,2.0) on a
 random-weight CAMNet, or on trained weights with --weights. Images are procedural aerial scenes (data/synthetic.py),
-every foreground class counted as present. Reports seconds per image for both passes (wall clock, and the process's CPU time) and their ratio, peak memory
-(CPU: the process's maximum resident set, resource.getrusage — monotone, so it is read after each pass in order of
-increasing size; CUDA: torch.cuda.max_memory_allocated, reset before each pass), and forward/backward passes per image
-against the algorithm's minimum. Prints one JSON line, then a table.
+every foreground class counted as present. Reports seconds per image for both passes (wall clock, and the process's
+CPU time) and their ratio, peak memory (CPU: the process's maximum resident set, resource.getrusage — monotone, so it
+is read after each pass in order of increasing size; CUDA: torch.cuda.max_memory_allocated, reset before each pass),
+and forward/backward passes per image against the algorithm's minimum. Prints one JSON line, then a table.
 """
 from __future__ import annotations
 

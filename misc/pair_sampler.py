@@ -114,7 +114,7 @@ def affinity_labels(label: torch.Tensor, radius: int = TRAIN_RADIUS) -> dict[str
     pairs touching 255 or leaving the map are in none of them.
     """
     offsets = pair_offsets(radius)
-    label = label.long()
+    label = label.to(torch.int16)  # 0..255 fit; a quarter of int64's memory for the (..., D, h, w) maps
     src = label.unsqueeze(-3)  # (..., 1, h, w)
     dst = gather_pairs(label, offsets, fill=IGNORE_INDEX)  # (..., D, h, w)
     valid = (src != IGNORE_INDEX) & (dst != IGNORE_INDEX)
@@ -129,7 +129,8 @@ def boundary_to_affinity(boundary: torch.Tensor, radius: int = TRAIN_RADIUS,
     boundary: (B, 1, h, w) or (B, h, w) probabilities in [0, 1]. Returns (B, D, h, w); pairs leaving the map see 0
     boundary outside it (they are never labelled, so it does not matter). The maximum gathers shifted copies of the map
     for all offsets whose lines have the same number of points at once (no padding), in chunks of about
-    ``max_elements`` gathered values so memory stays bounded for large batches.
+    ``max_elements`` gathered values so memory stays bounded for large batches; the gradient flows to the maximal
+    point of each line, as through ``max``.
     """
     if boundary.dim() == 4:
         boundary = boundary[:, 0]
@@ -137,17 +138,22 @@ def boundary_to_affinity(boundary: torch.Tensor, radius: int = TRAIN_RADIUS,
     stack = gather_pairs(boundary, shifts, fill=0.0)  # (B, U, h, w)
     b, _, h, w = stack.shape
     parts, order = [], []
-    for ids, index in groups:
-        index_t = torch.as_tensor(index, device=boundary.device)  # (d, P)
-        chunk = max(1, max_elements // max(b * index.shape[1] * h * w, 1))
-        for start in range(0, len(ids), chunk):
-            idx = index_t[start:start + chunk]
-            gathered = stack[:, idx.reshape(-1)].reshape(b, idx.shape[0], idx.shape[1], h, w)  # (B, d, P, h, w)
-            # max with indices: its backward keeps only the indices, not the gathered (B, d, P, h, w) values
-            parts.append(1.0 - gathered.max(dim=2).values)
-        order.append(ids)
-    inverse = torch.as_tensor(np.argsort(np.concatenate(order)), device=boundary.device)
-    return torch.cat(parts, dim=1).index_select(1, inverse)  # back to pair_offsets order
+    # Find, without autograd, which shift holds each line's maximum; then gather just those values with autograd.
+    # Same values and gradients as a differentiable max, but the backward scatters (B, D, h, w) values instead of
+    # every gathered (B, D, P, h, w) one.
+    with torch.no_grad():
+        for ids, index in groups:
+            index_t = torch.as_tensor(index, device=boundary.device)  # (d, P) shift ids
+            chunk = max(1, max_elements // max(b * index.shape[1] * h * w, 1))
+            for start in range(0, len(ids), chunk):
+                idx = index_t[start:start + chunk]
+                gathered = stack[:, idx.reshape(-1)].reshape(b, idx.shape[0], idx.shape[1], h, w)  # (B, d, P, h, w)
+                where = gathered.max(dim=2).indices  # (B, d, h, w) position on the line (max: ~3x argmax's speed)
+                parts.append(idx[torch.arange(idx.shape[0], device=idx.device)[None, :, None, None], where])
+            order.append(ids)
+        inverse = torch.as_tensor(np.argsort(np.concatenate(order)), device=boundary.device)
+        argmax_shift = torch.cat(parts, dim=1).index_select(1, inverse)  # (B, D, h, w), pair_offsets order
+    return 1.0 - torch.gather(stack, 1, argmax_shift)
 
 
 def pair_losses(boundary_logits: torch.Tensor, displacement: torch.Tensor, label: torch.Tensor,

@@ -5,39 +5,28 @@ Reads:  --seg_val_list (default --eval_list, then --infer_list), <voc12_root>/JP
 Writes: <seg_out_dir>/<name>.png (uint8 predicted class index, sliding windows --predict_window/--predict_overlap),
         <seg_out_dir>/overlays/<name>.png for the first --seg_num_overlays images (image | prediction | ground
         truth), <seg_out_dir>/eval_seg.json = {"miou", "iou", "precision", "recall", "f1": {class: value},
-        "pixel_accuracy", "num_images", "weights"}, args_eval_seg.json.
+        "pixel_accuracy", "confusion", "num_images", "weights"} (scored by step.eval_sem_seg.evaluate_label_dir),
+        args_eval_seg.json.
 Predictions are always recomputed: they depend on the weights, which may have changed since the last run.
 """
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from data.labels import load_class_names, read_name_list
 from data.raster_io import read_image
 from misc import artifacts, dist
-from misc.io import load_png, save_args, save_json, save_png
+from misc.io import save_args, save_json, save_png
 from misc.logutils import progress
-from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, side_by_side
 from step.eval_cam import load_ground_truth
+from step.eval_sem_seg import evaluate_label_dir
 from step.predict import load_seg_model, make_model_fn
 
 log = logging.getLogger(__name__)
-
-
-def evaluate_predictions(pred_dir: str, voc12_root: str, names: list[str], class_names: list[str]) -> dict:
-    """Scores of the prediction PNGs ``<pred_dir>/<name>.png`` against the ground truth, as the eval JSON dict."""
-    conf = np.zeros((len(class_names),) * 2, np.int64)
-    for name in progress(names, desc="eval_seg scores"):
-        pred = load_png(artifacts.seg_pred_path(pred_dir, name))
-        conf += confusion_matrix(pred, load_ground_truth(voc12_root, name, pred.shape), len(class_names))
-    result = named_scores(scores_from_confusion(conf), class_names)
-    result["num_images"] = len(names)
-    return result
 
 
 def run(args) -> None:
@@ -69,8 +58,9 @@ def run(args) -> None:
     dist.barrier()
     if not dist.is_main():
         return
-    result = evaluate_predictions(args.seg_out_dir, args.voc12_root, names, class_names)
+    result = evaluate_label_dir(args.seg_out_dir, args.voc12_root, names, class_names, path_of=artifacts.seg_pred_path)
     result["weights"] = args.seg_weights_name
     save_json(artifacts.eval_json_path(args.seg_out_dir, "eval_seg"), result)
     rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
-    log.info("eval_seg %s on %d images: mIoU %.4f | IoU %s", args.seg_weights_name, len(names), result["miou"], rows)
+    miou = float("nan") if result["miou"] is None else result["miou"]
+    log.info("eval_seg %s on %d images: mIoU %.4f | IoU %s", args.seg_weights_name, len(names), miou, rows)

@@ -148,7 +148,8 @@ class SceneReader:
         factor = max(1, math.ceil(max(self.height, self.width) / STRETCH_SAMPLE_SIDE))
         shape = (3, max(1, self.height // factor), max(1, self.width // factor))
         sample = self._src.read(indexes=self._bands, out_shape=shape, resampling=Resampling.nearest)
-        return np.stack([np.percentile(b.astype(np.float32), [2, 98]) for b in sample]).astype(np.float32)
+        limits = np.stack([np.nanpercentile(b.astype(np.float32), [2, 98]) for b in sample])  # NaN: float no-data
+        return np.nan_to_num(limits).astype(np.float32)
 
     def read_rows(self, top: int, bottom: int) -> np.ndarray:
         """Scene rows [top, bottom) as uint8 (bottom - top, width, 3)."""
@@ -160,9 +161,7 @@ class SceneReader:
         if self._stretch is not None:
             low, high = self._stretch[:, :1, None], self._stretch[:, 1:, None]  # (3, 1, 1)
             scale = np.where(high > low, 255.0 / np.maximum(high - low, 1e-12), 0.0).astype(np.float32)
-            bands = np.clip((bands.astype(np.float32) - low) * scale, 0, 255).astype(np.uint8)
-        elif bands.dtype != np.uint8:
-            bands = bands.astype(np.uint8)
+            bands = np.clip(np.nan_to_num((bands.astype(np.float32) - low) * scale), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(bands.transpose(1, 2, 0))
 
     def close(self) -> None:

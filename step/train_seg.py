@@ -84,6 +84,8 @@ def run(args) -> None:
         optimizer.global_step = int(ckpt["step"])
         loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", []))
         log.info("resuming %s from epoch %d (step %d)", args.seg_weights_name, start_epoch, optimizer.global_step)
+    elif args.resume:
+        log.info("--resume: no checkpoint at %s yet, training from the start", args.seg_weights_name)
 
     train_model = model
     if dist.is_distributed():

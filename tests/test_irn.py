@@ -141,6 +141,19 @@ def test_affinity_is_zero_across_a_boundary_line():
     assert gather_pairs(torch.arange(4.0).view(1, 4), [[0, 1]], fill=-1).tolist() == [[[1.0, 2.0, 3.0, -1.0]]]
 
 
+
+def test_affinity_matches_an_explicit_max_along_each_line():
+    torch.manual_seed(0)
+    boundary = torch.rand(2, 1, 11, 13, requires_grad=True)
+    aff = boundary_to_affinity(boundary, radius=5, max_elements=1000)  # small chunks: the chunking must not matter
+    reference = torch.stack([1 - gather_pairs(boundary[:, 0], line_points(dy, dx), fill=0.0).max(dim=1).values
+                             for dy, dx in pair_offsets(5).tolist()], dim=1)  # (2, D, 11, 13)
+    assert aff.shape == reference.shape == (2, len(pair_offsets(5)), 11, 13)
+    assert torch.equal(aff, reference)
+    grad, = torch.autograd.grad(aff.sum(), boundary)
+    grad_ref, = torch.autograd.grad(reference.sum(), boundary)
+    assert torch.equal(grad, grad_ref) and grad.abs().sum() > 0
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Network
 # ---------------------------------------------------------------------------------------------------------------------
