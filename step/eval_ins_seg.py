@@ -38,8 +38,9 @@ def gt_instances(gt: np.ndarray, cls: int) -> np.ndarray:
 
 def mask_iou(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """IoU (N, M) of masks pred (N, H, W) and gt (M, H, W), counting only pixels where ``valid`` (H, W)."""
-    p = (pred.astype(bool) & valid).reshape(len(pred), -1).astype(np.float64)
-    g = (gt.astype(bool) & valid).reshape(len(gt), -1).astype(np.float64)
+    # reshape with the explicit pixel count: "-1" is ambiguous when there are no masks at all
+    p = (pred.astype(bool) & valid).reshape(len(pred), valid.size).astype(np.float64)
+    g = (gt.astype(bool) & valid).reshape(len(gt), valid.size).astype(np.float64)
     inter = p @ g.T
     union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -155,3 +155,12 @@ def test_make_and_eval_passes_on_the_fixture(tmp_path):
     eval_ins_seg.run(args)
     with open(artifacts.eval_json_path(args.ins_seg_out_dir, "eval_ins_seg")) as f:
         assert json.load(f)["ap50"]["building"] == pytest.approx(2 / 3)
+
+
+def test_mask_iou_with_no_masks_at_all():
+    from step.eval_ins_seg import mask_iou
+
+    valid = np.ones((4, 4), bool)
+    iou = mask_iou(np.zeros((0, 4, 4), np.uint8), np.zeros((0, 4, 4), bool), valid)
+    assert iou.shape == (0, 0)
+    assert mask_iou(np.ones((2, 4, 4), np.uint8), np.zeros((0, 4, 4), bool), valid).shape == (2, 0)
