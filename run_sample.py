@@ -14,8 +14,14 @@ import time
 
 from misc import dist
 from misc.cli import build_parser, enabled_passes
-from misc.logutils import setup_logging
+from misc.logutils import log_exception_to_files, setup_logging
 from misc.torchutils import resolve_device, set_seed
+
+
+# Errors a user can fix (a missing file, a corrupt image, a bad list, a diverging loss, an unwritable folder): one
+# line on stderr and exit status 2; the traceback goes to the log file. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, FloatingPointError, OSError)
+EXIT_USER_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,16 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     if not passes:
         parser.error("no pass enabled: add e.g. --train_cam_pass True (see --help, group 'passes')")
     setup_logging(f"{args.log_name}.log" if dist.is_main() else None, quiet=args.quiet)
-    args.device = str(dist.init_distributed(resolve_device(args.device)))
-    set_seed(args.seed)
     log = logging.getLogger("run_sample")
-    log.info("passes: %s | device %s | world size %d", ", ".join(passes), args.device, dist.world_size())
-    for name in passes:
-        start = time.time()
-        log.info("== %s", name)
-        importlib.import_module(f"step.{name}").run(args)
-        dist.barrier()
-        log.info("== %s done in %.1f s", name, time.time() - start)
+    name = "set-up"
+    try:
+        args.device = str(dist.init_distributed(resolve_device(args.device)))
+        set_seed(args.seed)
+        log.info("passes: %s | device %s | world size %d", ", ".join(passes), args.device, dist.world_size())
+        for name in passes:
+            start = time.time()
+            log.info("== %s", name)
+            importlib.import_module(f"step.{name}").run(args)
+            dist.barrier()
+            log.info("== %s done in %.1f s", name, time.time() - start)
+    except USER_ERRORS as err:
+        message = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().replace("\n", " | ")
+        log_exception_to_files(log, f"{name} failed: {message}")
+        print(f"error: {name}: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        dist.cleanup()
     return 0
 
 

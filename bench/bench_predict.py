@@ -2,6 +2,7 @@
 
     python bench/bench_predict.py --size 2048                 # quick check
     python bench/bench_predict.py --size 10000                # 10⁸ px synthetic scene (tiled, deflate)
+    python bench/bench_predict.py --size 10000 --height 1400  # a wide strip: memory that grows with the width
     python bench/bench_predict.py --scene my.tif --weights sess/seg.pth
 
 Without --scene it writes a synthetic 3-band uint8 GeoTIFF (EPSG:32640, 0.5 m pixels, 512×512 deflate tiles) into a
@@ -43,14 +44,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def write_synthetic_scene(path: str, size: int, seed: int = 0, strip: int = 512) -> None:
-    """A size×size RGB GeoTIFF of sandy ground with roof-like rectangles, written 512 rows at a time."""
+def write_synthetic_scene(path: str, size: int, height: int | None = None, seed: int = 0, strip: int = 512) -> None:
+    """A size (wide) × height RGB GeoTIFF of sandy ground with roof-like rectangles, written 512 rows at a time."""
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=CRS.from_epsg(CRS_EPSG),
+    height = height or size
+    profile = dict(driver="GTiff", width=size, height=height, count=3, dtype="uint8", crs=CRS.from_epsg(CRS_EPSG),
                    transform=TRANSFORM, tiled=True, blockxsize=512, blockysize=512, compress="deflate")
     with rasterio.open(path, "w", **profile) as dst:
-        for top in range(0, size, strip):
-            rows = min(strip, size - top)
+        for top in range(0, height, strip):
+            rows = min(strip, height - top)
             data = np.empty((3, rows, size), np.uint8)
             base = rng.integers(170, 215, size=(rows, size), dtype=np.uint8)
             data[0], data[1], data[2] = base, base - 8, base - 25
@@ -64,6 +66,7 @@ def write_synthetic_scene(path: str, size: int, seed: int = 0, strip: int = 512)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=10000, help="side of the synthetic scene (px)")
+    parser.add_argument("--height", type=int, default=None, help="height of the synthetic scene (default: --size)")
     parser.add_argument("--scene", default=None, help="an existing scene instead of the synthetic one")
     parser.add_argument("--weights", default=None, help="a train_seg checkpoint (default: untrained head)")
     parser.add_argument("--backbone", default="efficientnet_lite0")
@@ -84,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scene = args.scene
         if scene is None:
-            scene = os.path.join(work, f"synthetic_{args.size}.tif")
+            height = args.height or args.size
+            scene = os.path.join(work, f"synthetic_{args.size}x{height}.tif")
             tic = time.time()
-            write_synthetic_scene(scene, args.size)
+            write_synthetic_scene(scene, args.size, height)
             logging.info("wrote %s (%.0f MB) in %.1f s", scene, os.path.getsize(scene) / 2**20, time.time() - tic)
         if args.weights:
             model, ckpt = load_seg_model(args.weights, device)
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             georef_ok = (src.crs == out.crs and src.transform == out.transform
                          and (src.width, src.height) == (out.width, out.height))
         summary = {
-            "scene": scene if args.scene else f"synthetic {args.size}x{args.size}",
+            "scene": scene if args.scene else f"synthetic {args.size}x{args.height or args.size} (WxH)",
             "pixels": result["pixels"], "seconds": round(result["seconds"], 2),
             "mpx_per_s": round(result["pixels"] / 1e6 / result["seconds"], 4),
             "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_predict_mb": round(rss_before, 1),

@@ -90,6 +90,11 @@ def irn_boundary_overlay_path(irn_weights_name: str, name: str) -> str:
     return os.path.join(os.path.dirname(irn_weights_name), "irn_boundary_overlays", f"{name}.png")
 
 
+def aff_overlay_path(aff_weights_name: str, name: str) -> str:
+    """Image | affinity edge map picture written after AffinityNet training (step/train_aff.py), next to the weights."""
+    return os.path.join(os.path.dirname(aff_weights_name), "aff_overlays", f"{name}.png")
+
+
 # --- segmentation model outputs (step/eval_seg.py, step/predict.py) -------------------------------------------------
 #   <seg_out_dir>/<name>.png                 uint8 predicted class index of a data-set image (seg_pred_path)
 #   <seg_out_dir>/eval_seg.json              {"miou", "iou", "precision", "recall", "f1": {class: value}, ...}
@@ -108,3 +113,19 @@ def scene_overlay_path(seg_out_dir: str, stem: str) -> str:
 
 def scene_footprints_path(seg_out_dir: str, stem: str) -> str:
     return os.path.join(seg_out_dir, f"{stem}_buildings.geojson")
+
+
+# --- active learning and semi-supervised training (step/select_tiles.py, step/train_semi.py) -------------------------
+#   <al_out_list>                      the chosen names, one per line (default cdy12/al_<strategy>_<ratio>.txt)
+#   <al_out_list without .txt>.json    {"strategy", "model", "ratio", "num_pool", "num_selected", "selected",
+#                                       "scores": {name: uncertainty in [0, 1]} (absent for random), ...}
+#   --semi_weights_name                a train_seg-format checkpoint (kind "seg"), loadable by eval_seg / predict
+
+def al_list_path(strategy: str, ratio: float, folder: str = "cdy12") -> str:
+    """Default list of actively (or randomly) chosen tiles: ``<folder>/al_<strategy>_<ratio>.txt``."""
+    return os.path.join(folder, f"al_{strategy}_{ratio:g}.txt")
+
+
+def al_scores_path(list_path: str) -> str:
+    """The JSON of scores next to a chosen list: the list's path with ``.json`` for its extension."""
+    return os.path.splitext(list_path)[0] + ".json"

@@ -15,11 +15,14 @@ PASSES = (
     ("eval_cam", "eval_cam"),
     ("cam_to_ir_label", "cam_to_ir_label"),
     ("train_irn", "train_irn"),
+    ("train_aff", "train_aff"),
     ("make_ins_seg", "make_ins_seg_labels"),
     ("eval_ins_seg", "eval_ins_seg"),
     ("make_sem_seg", "make_sem_seg_labels"),
     ("eval_sem_seg", "eval_sem_seg"),
+    ("select_tiles", "select_tiles"),
     ("train_seg", "train_seg"),
+    ("train_semi", "train_semi"),
     ("eval_seg", "eval_seg"),
     ("predict", "predict"),
     ("report", "make_report"),
@@ -130,7 +133,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
     g.add_argument("--sem_seg_cam_power", type=float, default=1.5,
                    help="make_sem_seg: CAMs are raised to this power before the random walk (AdvCAM 1.5, IRN 1)")
-    g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"))
+    g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"),
+                   help="make_sem_seg: walk over IRN's boundary map (irn) or AffinityNet's learned affinities "
+                        "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8)")
+
+    g = parser.add_argument_group("AffinityNet")
+    g.add_argument("--aff_crop_size", type=int, default=256)
+    g.add_argument("--aff_batch_size", type=int, default=16)
+    g.add_argument("--aff_num_epochs", "--aff_num_epoches", dest="aff_num_epochs", type=int, default=3)
+    g.add_argument("--aff_learning_rate", type=float, default=0.1,
+                   help="embedding head learning rate (the backbone is the CAM network's, frozen)")
+    g.add_argument("--aff_weight_decay", type=float, default=1e-4)
+    g.add_argument("--aff_weights_name", default="sess/aff.pth")
 
     g = parser.add_argument_group("segmentation model")
     g.add_argument("--seg_label_source", default="pseudo", choices=("pseudo", "gt", "mixed"))
@@ -152,6 +166,40 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--predict_simplify", type=float, default=1.0, help="footprint simplification tolerance (px)")
     g.add_argument("--predict_min_area", type=float, default=4.0, help="footprints smaller than this (px) are dropped")
 
+    g = parser.add_argument_group("active learning")
+    g.add_argument("--al_strategy", default="entropy", choices=("entropy", "margin", "random"),
+                   help="select_tiles: rank the pool by uncertainty (entropy, margin) or draw --seed-seeded at random")
+    g.add_argument("--al_ratio", type=float, default=0.05, help="fraction of the pool to label, e.g. 0.05")
+    g.add_argument("--al_model", default="cam", choices=("cam", "seg"),
+                   help="whose uncertainty: the CAM classifier's image-level sigmoids (--cam_weights_name) or the "
+                        "segmenter's pixel softmax averaged per tile (--seg_weights_name)")
+    g.add_argument("--al_pool_list", default=None, help="tiles to choose from (default: --train_list)")
+    g.add_argument("--al_out_list", default=None, help="chosen list (default: cdy12/al_<strategy>_<ratio>.txt); "
+                   "the scores go to the same path with .json")
+
+    g = parser.add_argument_group("semi-supervised")
+    g.add_argument("--semi_labeled_list", default=None, help="tiles trained with their ground-truth masks")
+    g.add_argument("--semi_unlabeled_list", default=None,
+                   help="tiles trained with pseudo labels (default: --train_list minus the labelled tiles)")
+    g.add_argument("--semi_method", default="self_training", choices=("self_training", "s4gan"))
+    g.add_argument("--semi_conf_thres", type=float, default=0.9,
+                   help="self_training: teacher pixels with a lower top probability are ignored")
+    g.add_argument("--semi_num_epochs", type=int, default=10, help="an epoch is one pass over the unlabelled tiles")
+    g.add_argument("--semi_unsup_weight", type=float, default=1.0, help="weight of the pseudo-label loss")
+    g.add_argument("--semi_warmup_epochs", type=int, default=1,
+                   help="epochs trained on the labelled tiles only before pseudo labels count")
+    g.add_argument("--semi_ema_decay", type=float, default=0.99,
+                   help="self_training: EMA teacher decay (0 = the current student, in eval mode)")
+    g.add_argument("--semi_init_weights", default=None,
+                   help="start from this segmentation checkpoint (e.g. train_seg on the labelled tiles)")
+    g.add_argument("--semi_weights_name", default="sess/semi.pth")
+    g.add_argument("--s4gan_disc_thres", type=float, default=0.6,
+                   help="s4gan: an unlabelled tile is pseudo-labelled when the discriminator's confidence exceeds this")
+    g.add_argument("--s4gan_fm_weight", type=float, default=0.1, help="s4gan: feature-matching loss weight")
+    g.add_argument("--s4gan_disc_lr", type=float, default=1e-4, help="s4gan: discriminator Adam learning rate")
+    g.add_argument("--s4gan_disc_channels", type=int, default=32,
+                   help="s4gan: width of the discriminator's first conv (S4GAN: 64; 32 is 4x cheaper on a CPU)")
+
     g = parser.add_argument_group("output paths")
     g.add_argument("--cam_weights_name", default="sess/res50_cam.pth")
     g.add_argument("--irn_weights_name", default="sess/res50_irn.pth")
@@ -161,7 +209,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--sem_seg_out_dir", default="result/sem_seg")
     g.add_argument("--ins_seg_out_dir", default="result/ins_seg")
     g.add_argument("--seg_out_dir", default="result/seg")
-    g.add_argument("--report_path", default="result/report.html")
+    g.add_argument("--report_path", default="result/report.html",
+                   help="report pass: one self-contained HTML page (eval tables, pictures)")
+    g.add_argument("--report_num_images", type=int, default=8, help="report pass: images shown as picture rows")
 
     g = parser.add_argument_group("passes (run in pipeline order)")
     for flag, _module in PASSES:

@@ -50,3 +50,9 @@ def shard(items: Sequence[T]) -> list[T]:
 def barrier() -> None:
     if is_distributed():
         torch_dist.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group (torchrun warns about a group that is never destroyed)."""
+    if is_distributed():
+        torch_dist.destroy_process_group()

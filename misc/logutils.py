@@ -30,6 +30,14 @@ def setup_logging(log_file: str | None, quiet: bool = False) -> None:
         root.addHandler(fh)
 
 
+def log_exception_to_files(logger: logging.Logger, message: str) -> None:
+    """Write ``message`` with the current exception's traceback to the log files only (the terminal gets one line)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
     """tqdm over ``iterable``; disabled under --quiet or when stderr is not a terminal (CI logs stay clean)."""
     from tqdm import tqdm

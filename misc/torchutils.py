@@ -29,6 +29,15 @@ def seeded_generator(seed: int) -> torch.Generator:
     return gen
 
 
+def seed_epoch(generator: torch.Generator, seed: int, epoch: int) -> None:
+    """Make an epoch's randomness a function of (seed, epoch) alone: the DataLoader ``generator`` (sample order,
+    worker seeds) and the global torch RNG (dropout). A run resumed at epoch e then trains exactly as an uninterrupted
+    one, which would otherwise draw epoch e's order from a generator that has already shuffled e times."""
+    epoch_seed = (int(seed) * 1_000_003 + int(epoch)) % 2**63
+    generator.manual_seed(epoch_seed)
+    torch.manual_seed(epoch_seed)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' → CUDA when present, else CPU. An unavailable CUDA request is an error, not a silent CPU run."""
     if name == "auto":
@@ -107,7 +116,12 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
 
 def load_weights(model: torch.nn.Module, checkpoint: dict, *, path: str) -> None:
     """Strictly load weights; a wrong architecture is reported with the file name and the first differing keys."""
-    result = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    try:
+        result = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as err:  # same keys, other shapes (e.g. another number of classes)
+        first = str(err).strip().splitlines()
+        raise ValueError(f"weights in {path} do not fit {type(model).__name__}: "
+                         f"{first[1].strip() if len(first) > 1 else first[0]}") from err
     if result.missing_keys or result.unexpected_keys:
         built = checkpoint.get("args", {})
         hint = f" (it was trained with --backbone {built.get('backbone')})" if built.get("backbone") else ""

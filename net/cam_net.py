@@ -2,13 +2,41 @@
 
 Because pooling and a 1×1 convolution commute, ``logits = mean_xy(W · f(x))``: one forward pass gives both the
 image-level logits (for the multi-label loss) and the class activation maps ``W · f(x)`` (for CAMs / AdvCAM).
+
+Optionally (``boundary_head=True``, created only when SBNet's boundary loss is switched on, so checkpoints without it
+still load) an auxiliary per-class semantic-boundary branch at stride 4 (misc/structure_losses.py).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from net.backbones import build_backbone
+
+
+class SemanticBoundaryHead(nn.Module):
+    """SBNet's auxiliary boundary branch: one boundary logit map per class at stride 4.
+
+    Per stage a 1×1 conv + GroupNorm + ReLU to 32 channels, upsampled to the stage-1 grid, concatenated, and a 1×1
+    conv to ``num_classes`` logits (IRN's boundary-branch layout, per class as SBNet's). Its loss reaches the shared
+    backbone, which is the point: the classifier's features learn where objects end.
+    """
+
+    def __init__(self, channels: tuple[int, ...], num_classes: int, width: int = 32):
+        super().__init__()
+        self.stages = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.GroupNorm(4, width), nn.ReLU(inplace=True))
+            for c in channels])
+        self.fuse = nn.Conv2d(width * len(channels), num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """feats: the backbone's 4 stage maps. Returns (B, K, h4, w4) logits on the stage-1 grid."""
+        size = feats[0].shape[-2:]
+        maps = [m(f) for m, f in zip(self.stages, feats)]
+        maps = [x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                for x in maps]
+        return self.fuse(torch.cat(maps, dim=1))
 
 
 class CAMNet(nn.Module):
@@ -18,7 +46,7 @@ class CAMNet(nn.Module):
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 1, pretrained: str | None = "default",
-                 frozen_stages: int = 1):
+                 frozen_stages: int = 1, boundary_head: bool = False):
         super().__init__()
         self.backbone = build_backbone(backbone, pretrained=pretrained, freeze_bn=True)
         # The first stage (generic edges/colours at stride 4) stays at its ImageNet weights, as IRN keeps conv1: it
@@ -31,6 +59,8 @@ class CAMNet(nn.Module):
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.num_classes = num_classes
+        # None (no parameters, no state-dict keys) unless SBNet's boundary loss trains it
+        self.boundary_head = SemanticBoundaryHead(self.backbone.channels, num_classes) if boundary_head else None
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The backbone's 4 stage features, strides (4, 8, 16, 16)."""
@@ -40,9 +70,19 @@ class CAMNet(nn.Module):
         """Class activation maps before ReLU: (B, K, H/16, W/16)."""
         return self.classifier(self.features(images)[-1])
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Image-level logits (B, K)."""
-        return self.raw_cams(images).mean(dim=(2, 3))
+    def forward(self, images: torch.Tensor, with_structure: bool = False):
+        """Image-level logits (B, K).
+
+        With ``with_structure`` (SBNet's losses, one backbone pass): (logits (B, K), raw CAMs (B, K, H/16, W/16),
+        boundary logits (B, K, H/4, W/4) or None without a boundary head). A keyword of ``forward`` rather than a
+        separate method so that DistributedDataParallel sees the call.
+        """
+        if not with_structure:
+            return self.raw_cams(images).mean(dim=(2, 3))
+        feats = self.features(images)
+        raw = self.classifier(feats[-1])
+        boundary = self.boundary_head(feats) if self.boundary_head is not None else None
+        return raw.mean(dim=(2, 3)), raw, boundary
 
     def forward_with_cams(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, K) and ReLU'd CAMs (B, K, H/16, W/16) from a single forward pass."""
@@ -50,6 +90,9 @@ class CAMNet(nn.Module):
         return raw.mean(dim=(2, 3)), torch.relu(raw)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """Pretrained backbone at ``lr``, the fresh classifier at 10×lr (IRN's recipe)."""
+        """Pretrained backbone at ``lr``, the fresh classifier (and boundary head) at 10×lr (IRN's recipe)."""
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        return [{"params": backbone, "lr": lr}, {"params": list(self.classifier.parameters()), "lr": 10 * lr}]
+        fresh = list(self.classifier.parameters())
+        if self.boundary_head is not None:
+            fresh += list(self.boundary_head.parameters())
+        return [{"params": backbone, "lr": lr}, {"params": fresh, "lr": 10 * lr}]

@@ -22,6 +22,7 @@ from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
 from misc.logutils import progress
+from misc.robust import ITEM_ERRORS, BadItems, describe, prepare_out_dir
 from misc.visualize import cam_overlay, colorize_label, side_by_side
 
 log = logging.getLogger(__name__)
@@ -98,13 +99,24 @@ def _process(task: tuple[str, dict]) -> str:
     return name
 
 
+def _process_or_skip(task: tuple[str, dict]) -> tuple[str, str | None]:
+    """:func:`_process` for worker processes: (name, None) when done, (name, reason) for a bad item under
+    --skip_bad (the parent logs and counts it); other errors travel to the parent as they are."""
+    try:
+        return _process(task), None
+    except ITEM_ERRORS as err:
+        if not task[1]["skip_bad"]:
+            raise
+        return task[0], describe(err)
+
+
 def run(args) -> None:
     names = read_name_list(args.train_list)
     out_dir = args.ir_label_out_dir
     if args.conf_bg_thres > args.conf_fg_thres:
         raise ValueError(f"--conf_bg_thres ({args.conf_bg_thres}) must not exceed --conf_fg_thres "
                          f"({args.conf_fg_thres})")
-    os.makedirs(out_dir, exist_ok=True)
+    prepare_out_dir(out_dir)
     if dist.is_main():
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
@@ -113,16 +125,21 @@ def run(args) -> None:
              len(mine) - len(todo), args.conf_fg_thres, args.conf_bg_thres)
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
            "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
-           "overlay": frozenset(names[: args.cam_num_overlays])}
+           "overlay": frozenset(names[: args.cam_num_overlays]), "skip_bad": args.skip_bad}
+    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     tasks = [(n, cfg) for n in todo]
     workers = min(int(args.num_workers), len(tasks))
     if workers > 1:
         # the CRF is single-threaded C++: one process per worker; fork keeps start-up cheap where it exists
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            for _ in progress(pool.imap_unordered(_process, tasks), desc=PASS_NAME, total=len(tasks)):
-                pass
+            for name, reason in progress(pool.imap_unordered(_process_or_skip, tasks), desc=PASS_NAME,
+                                         total=len(tasks)):
+                if reason is not None:
+                    bad.record(name, reason)
     else:
         for task in progress(tasks, desc=PASS_NAME):
-            _process(task)
+            with bad.guard(task[0]):
+                _process(task)
+    bad.log_summary()
     log.info("%s: IR labels in %s", PASS_NAME, out_dir)

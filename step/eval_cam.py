@@ -12,9 +12,9 @@ import logging
 import numpy as np
 
 from data.labels import load_class_names, read_name_list
-from misc import artifacts
+from misc import artifacts, dist
 from misc.cam import cams_to_label
-from misc.io import load_npz, load_png, save_json
+from misc.io import load_npz, load_png, save_args, save_json
 from misc.logutils import progress
 from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
 
@@ -66,6 +66,9 @@ def log_table(result: dict, title: str) -> None:
 
 
 def run(args) -> None:
+    dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
+    if not dist.is_main():
+        return  # scoring is cheap and writes one JSON: rank 0 alone
     names = read_name_list(args.eval_list or args.infer_list)
     class_names = load_class_names(args.voc12_root)
     thresholds = (args.cam_eval_thres,) if args.cam_eval_thres is not None else DEFAULT_SWEEP
@@ -73,4 +76,5 @@ def run(args) -> None:
     result = best_of_sweep(conf, thresholds, class_names)
     result["num_images"] = len(names)
     save_json(artifacts.eval_json_path(args.cam_out_dir, "eval_cam"), result)
+    save_args(args, args.cam_out_dir, "eval_cam")
     log_table(result, f"eval_cam {args.cam_out_dir}")

@@ -19,8 +19,8 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from data.labels import load_class_names, read_name_list
-from misc import artifacts
-from misc.io import load_npz, save_json
+from misc import artifacts, dist
+from misc.io import load_npz, save_args, save_json
 from misc.logutils import progress
 from step.eval_cam import load_ground_truth
 
@@ -99,6 +99,9 @@ def evaluate(ins_seg_dir: str, voc12_root: str, names: list[str], num_classes: i
 
 
 def run(args) -> None:
+    dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
+    if not dist.is_main():
+        return  # scoring is cheap and writes one JSON: rank 0 alone
     names = read_name_list(args.eval_list or args.infer_list)
     class_names = load_class_names(args.voc12_root)
     per_class = evaluate(args.ins_seg_out_dir, args.voc12_root, names, len(class_names))
@@ -112,6 +115,7 @@ def run(args) -> None:
         "iou_threshold": 0.5,
     }
     save_json(artifacts.eval_json_path(args.ins_seg_out_dir, "eval_ins_seg"), result)
+    save_args(args, args.ins_seg_out_dir, "eval_ins_seg")
     log.info("eval_ins_seg %s: mAP@0.5 %s | %s", args.ins_seg_out_dir,
              "n/a" if result["map50"] is None else f"{result['map50']:.4f}",
              ", ".join(f"{k} {v:.3f}" for k, v in result["ap50"].items() if v is not None))

@@ -7,11 +7,13 @@ Writes: <seg_out_dir>/<name>.png (uint8 predicted class index, sliding windows -
         truth), <seg_out_dir>/eval_seg.json = {"miou", "iou", "precision", "recall", "f1": {class: value},
         "pixel_accuracy", "confusion", "num_images", "weights"} (scored by step.eval_sem_seg.evaluate_label_dir),
         args_eval_seg.json.
-Predictions are always recomputed: they depend on the weights, which may have changed since the last run.
+A prediction is reused only when it is newer than --seg_weights_name (predictions depend on the weights, which may
+have changed since the last run), so a killed run resumes; --overwrite recomputes every one.
 """
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -20,6 +22,7 @@ from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.io import save_args, save_json, save_png
 from misc.logutils import progress
+from misc.robust import prepare_out_dir
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, side_by_side
 from step.eval_cam import load_ground_truth
@@ -38,12 +41,17 @@ def run(args) -> None:
         raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
                          f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
     model_fn = make_model_fn(model)
+    prepare_out_dir(args.seg_out_dir)
     if dist.is_main():
         save_args(args, args.seg_out_dir, "eval_seg")
+    weights_time = os.path.getmtime(args.seg_weights_name)
     rank, world = dist.rank(), dist.world_size()
     with torch.inference_mode():
         for index, name in enumerate(progress(names, desc="eval_seg")):
             if index % world != rank:  # round-robin shard, keeping the global index for the overlay count
+                continue
+            done = artifacts.seg_pred_path(args.seg_out_dir, name)
+            if not args.overwrite and os.path.isfile(done) and os.path.getmtime(done) > weights_time:
                 continue
             rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
             probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,

@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 
 from data.labels import load_class_names, read_name_list
-from misc import artifacts
-from misc.io import load_png, save_json
+from misc import artifacts, dist
+from misc.io import load_png, save_args, save_json
 from misc.logutils import progress
 from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
 from step.eval_cam import load_ground_truth
@@ -48,10 +48,14 @@ def evaluate_label_dir(pred_dir: str, voc12_root: str, names: list[str], class_n
 
 
 def run(args) -> None:
+    dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
+    if not dist.is_main():
+        return  # scoring is cheap and writes one JSON: rank 0 alone
     names = read_name_list(args.eval_list or args.infer_list)
     class_names = load_class_names(args.voc12_root)
     result = evaluate_label_dir(args.sem_seg_out_dir, args.voc12_root, names, class_names)
     save_json(artifacts.eval_json_path(args.sem_seg_out_dir, PASS_NAME), result)
+    save_args(args, args.sem_seg_out_dir, PASS_NAME)
     rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
     miou = float("nan") if result["miou"] is None else result["miou"]
     log.info("%s %s: mIoU %.4f over %d images | IoU %s", PASS_NAME, args.sem_seg_out_dir, miou, len(names), rows)

@@ -15,7 +15,6 @@ Items whose .npz already exists are skipped unless --overwrite. Under torchrun e
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from misc import artifacts, dist
 from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
 from misc.io import save_args
 from misc.logutils import progress
+from misc.robust import BadItems, prepare_out_dir
 from net.cam_net import CAMNet
 from step.make_cam import (load_cam_model, pending_names, present_classes, save_cam_artifact, stride4_size,
                            write_cam_overlay)
@@ -67,7 +67,7 @@ def run(args) -> None:
     names = read_name_list(args.infer_list)
     cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
     model = load_cam_model(args.cam_weights_name, device)
-    os.makedirs(args.cam_out_dir, exist_ok=True)
+    prepare_out_dir(args.cam_out_dir)
     if dist.is_main():
         save_args(args, args.cam_out_dir, "make_adv_cam")
     overlay_names = set(names[: args.cam_num_overlays])
@@ -77,18 +77,21 @@ def run(args) -> None:
              args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th)
     stats = ClimbStats()
     least_forwards = least_backwards = 0
+    bad = BadItems("make_adv_cam", skip_bad=args.skip_bad)
     with input_gradients_only(model):
         for name in progress(todo, desc="make_adv_cam"):
-            keys = present_classes(cls_labels, name)
-            image = read_image(artifacts.image_path(args.voc12_root, name))
-            strided, high = multiscale_adv_cams(
-                model, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
-                ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats)
-            stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
-            fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
-            least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
-            high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
-            if name in overlay_names:
-                write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+            with bad.guard(name):
+                keys = present_classes(cls_labels, name)
+                image = read_image(artifacts.image_path(args.voc12_root, name))
+                strided, high = multiscale_adv_cams(
+                    model, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
+                    ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats)
+                stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
+                fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
+                least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
+                high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
+                if name in overlay_names:
+                    write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+    bad.log_summary()
     log.info("make_adv_cam: %d forward / %d backward passes (minimum %d / %d); CAMs in %s", stats.forwards,
              stats.backwards, least_forwards, least_backwards, args.cam_out_dir)

@@ -19,6 +19,7 @@ from misc import artifacts, dist
 from misc.cam import max_normalize
 from misc.io import save_args, save_npz, save_png
 from misc.logutils import progress
+from misc.robust import BadItems, prepare_out_dir
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import cam_overlay, side_by_side
 from net.cam_net import CAMNet
@@ -29,9 +30,16 @@ log = logging.getLogger(__name__)
 def load_cam_model(weights_path: str, device: torch.device) -> CAMNet:
     """Rebuild the CAM network from its self-describing checkpoint and load the weights (eval mode)."""
     ckpt = load_checkpoint(weights_path, map_location="cpu")
+    if ckpt.get("kind", "cam") != "cam" or not (ckpt.get("num_classes") or "classifier.weight" in ckpt["state_dict"]):
+        raise ValueError(f"{weights_path} is not a CAM checkpoint (kind={ckpt.get('kind')!r}, model class "
+                         f"{ckpt.get('model_class')!r}); pass the file written by --train_cam_pass as "
+                         f"--cam_weights_name")
     built = ckpt.get("args", {})
     num_classes = ckpt.get("num_classes") or ckpt["state_dict"]["classifier.weight"].shape[0]
-    model = CAMNet(backbone=built.get("backbone", "efficientnet_lite0"), num_classes=int(num_classes), pretrained=None)
+    # a network trained with SBNet's boundary loss carries its boundary head (unused here, loaded for strictness)
+    boundary_head = any(k.startswith("boundary_head.") for k in ckpt["state_dict"])
+    model = CAMNet(backbone=built.get("backbone", "efficientnet_lite0"), num_classes=int(num_classes), pretrained=None,
+                   boundary_head=boundary_head)
     load_weights(model, ckpt, path=weights_path)
     return model.to(device).eval()
 
@@ -106,19 +114,22 @@ def run(args) -> None:
     names = read_name_list(args.infer_list)
     cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
     model = load_cam_model(args.cam_weights_name, device)
-    os.makedirs(args.cam_out_dir, exist_ok=True)
+    prepare_out_dir(args.cam_out_dir)
     if dist.is_main():
         save_args(args, args.cam_out_dir, "make_cam")
     overlay_names = set(names[: args.cam_num_overlays])
     todo = pending_names(names, args.cam_out_dir, args.overwrite)
     log.info("make_cam: %d images to do (%d already done), scales %s", len(todo),
              len(dist.shard(names)) - len(todo), args.cam_scales)
+    bad = BadItems("make_cam", skip_bad=args.skip_bad)
     with torch.inference_mode():
         for name in progress(todo, desc="make_cam"):
-            keys = present_classes(cls_labels, name)
-            image = read_image(artifacts.image_path(args.voc12_root, name))
-            strided, high = multiscale_cams(model, image, args.cam_scales)
-            high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
-            if name in overlay_names:
-                write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+            with bad.guard(name):
+                keys = present_classes(cls_labels, name)
+                image = read_image(artifacts.image_path(args.voc12_root, name))
+                strided, high = multiscale_cams(model, image, args.cam_scales)
+                high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
+                if name in overlay_names:
+                    write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+    bad.log_summary()
     log.info("make_cam: CAMs in %s", args.cam_out_dir)

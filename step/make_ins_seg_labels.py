@@ -31,6 +31,7 @@ from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
+from misc.robust import BadItems, prepare_out_dir
 from misc.visualize import side_by_side
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def run(args) -> None:
     device = torch.device(args.device)
     names = read_name_list(args.infer_list)
     model = load_irn_model(args.irn_weights_name, device)
-    os.makedirs(args.ins_seg_out_dir, exist_ok=True)
+    prepare_out_dir(args.ins_seg_out_dir)
     if dist.is_main():
         save_args(args, args.ins_seg_out_dir, "make_ins_seg")
     overlay_names = set(names[: args.cam_num_overlays])
@@ -174,19 +175,22 @@ def run(args) -> None:
         n for n in mine if not os.path.isfile(artifacts.ins_seg_path(args.ins_seg_out_dir, n))]
     log.info("make_ins_seg: %d images to do (%d already done)", len(todo), len(mine) - len(todo))
     total = 0
+    bad = BadItems("make_ins_seg", skip_bad=args.skip_bad)
     with torch.inference_mode():
         for name in progress(todo, desc="make_ins_seg"):
-            image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3)
-            cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
-            if cam["high_res"].shape[-2:] != image.shape[:2]:
-                raise ValueError(f"CAM of {name} is {cam['high_res'].shape[-2:]}, the image {image.shape[:2]}")
-            x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
-            displacement = model.displacement(x)[0].float().cpu().numpy()  # (2, h4, w4)
-            result = instances_from_displacement(displacement, foreground_label(args, name, cam),
-                                                 cam["high_res"], cam["keys"])
-            save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
-            total += len(result["masks"])
-            if name in overlay_names:
-                save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
-                         side_by_side([image, instance_picture(image, result["masks"])]))
+            with bad.guard(name):
+                image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3)
+                cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
+                if cam["high_res"].shape[-2:] != image.shape[:2]:
+                    raise ValueError(f"CAM of {name} is {cam['high_res'].shape[-2:]}, the image {image.shape[:2]}")
+                x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
+                displacement = model.displacement(x)[0].float().cpu().numpy()  # (2, h4, w4)
+                result = instances_from_displacement(displacement, foreground_label(args, name, cam),
+                                                     cam["high_res"], cam["keys"])
+                save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
+                total += len(result["masks"])
+                if name in overlay_names:
+                    save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
+                             side_by_side([image, instance_picture(image, result["masks"])]))
+    bad.log_summary()
     log.info("make_ins_seg: %d instances in %d images, in %s", total, len(todo), args.ins_seg_out_dir)

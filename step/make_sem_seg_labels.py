@@ -26,6 +26,7 @@ from data.labels import read_name_list
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_png
 from misc.logutils import progress
+from misc.robust import BadItems, prepare_out_dir
 from misc.random_walk import label_from_random_walk, random_walk, stride_size
 from misc.visualize import label_overlay, side_by_side
 
@@ -85,7 +86,7 @@ def run(args) -> None:
     device = torch.device(args.device)
     names = read_name_list(args.infer_list)
     out_dir = args.sem_seg_out_dir
-    os.makedirs(out_dir, exist_ok=True)
+    prepare_out_dir(out_dir)
     if dist.is_main():
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
@@ -94,34 +95,38 @@ def run(args) -> None:
     log.info("%s: %d images to do (%d already done), beta %s, exp_times %d, bg threshold %.2f", PASS_NAME, len(todo),
              len(mine) - len(todo), args.beta, args.exp_times, args.sem_seg_bg_thres)
     model = None  # loaded on the first image with a present class
+    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     with torch.inference_mode():
         for name in progress(todo, desc=PASS_NAME):
-            cam_file = artifacts.cam_path(args.cam_out_dir, name)
-            cam = load_npz(cam_file)
-            keys = cam["keys"]
-            image = read_image(artifacts.image_path(args.voc12_root, name))
-            h, w = image.shape[:2]
-            if cam["cam"].shape != (len(keys),) + stride_size(h, w):
-                raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
-                                 f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
-            boundary = None
-            if len(keys) == 0:
-                label = np.zeros((h, w), np.uint8)
-            else:
-                if model is None:
-                    model = _load_boundary_model(args.irn_weights_name, device)
-                x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
-                boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
-                if boundary_t.shape != stride_size(h, w):
-                    raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size {stride_size(h, w)}")
-                label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t, (h, w),
-                                    bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
-                                    cam_power=args.sem_seg_cam_power)
-                boundary = boundary_t.float().cpu().numpy()
-            save_png(artifacts.sem_seg_path(out_dir, name), label)
-            if name in overlay_names:
-                gt_path = artifacts.mask_path(args.voc12_root, name)
-                gt = load_png(gt_path) if os.path.isfile(gt_path) else None
-                gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
-                write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+            with bad.guard(name):
+                cam_file = artifacts.cam_path(args.cam_out_dir, name)
+                cam = load_npz(cam_file)
+                keys = cam["keys"]
+                image = read_image(artifacts.image_path(args.voc12_root, name))
+                h, w = image.shape[:2]
+                if cam["cam"].shape != (len(keys),) + stride_size(h, w):
+                    raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
+                                     f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
+                boundary = None
+                if len(keys) == 0:
+                    label = np.zeros((h, w), np.uint8)
+                else:
+                    if model is None:
+                        with bad.whole_pass():  # a wrong/missing IRN file stops the pass, whatever --skip_bad says
+                            model = _load_boundary_model(args.irn_weights_name, device)
+                    x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+                    boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
+                    if boundary_t.shape != stride_size(h, w):
+                        raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size {stride_size(h, w)}")
+                    label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t, (h, w),
+                                        bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
+                                        cam_power=args.sem_seg_cam_power)
+                    boundary = boundary_t.float().cpu().numpy()
+                save_png(artifacts.sem_seg_path(out_dir, name), label)
+                if name in overlay_names:
+                    gt_path = artifacts.mask_path(args.voc12_root, name)
+                    gt = load_png(gt_path) if os.path.isfile(gt_path) else None
+                    gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
+                    write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+    bad.log_summary()
     log.info("%s: pseudo masks in %s", PASS_NAME, out_dir)

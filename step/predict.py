@@ -13,6 +13,8 @@ Writes, per scene, in --seg_out_dir:
                                     with properties class and area_m2 (area_px when not in a metric CRS), and a
                                     "crs" member naming the EPSG code when there is one
         args_predict.json
+A scene whose class raster and overlay (written last) both exist is skipped unless --overwrite; under --skip_bad an
+unreadable scene is logged, counted and skipped.
 
 Memory is bounded by the window, not the scene: a GeoTIFF is read one strip of window rows at a time
 (``rasterio.windows.Window``), probabilities are blended only over the current strip (misc.sliding_window), the
@@ -40,6 +42,7 @@ import torch
 from data.raster_io import TIFF_EXTS, read_image
 from misc import artifacts, dist
 from misc.io import atomic_path, save_args, save_png
+from misc.robust import BadItems, prepare_out_dir
 from misc.sliding_window import sliding_strips
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import CLASS_COLORS, label_overlay
@@ -347,11 +350,27 @@ def run(args) -> None:
     if dist.is_main():
         save_args(args, args.seg_out_dir, "predict")
     model_fn = make_model_fn(model)
-    for path in dist.shard(paths):
-        predict_scene(path, args.seg_out_dir, model_fn, class_names=class_names, window=args.predict_window,
-                      overlap=args.predict_overlap, batch_size=args.predict_batch_size,
-                      building_class=args.predict_building_class, simplify_tolerance=args.predict_simplify,
-                      min_area_px=args.predict_min_area)
+    prepare_out_dir(args.seg_out_dir)
+    mine = dist.shard(paths)
+    todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p)]
+    if len(todo) < len(mine):
+        log.info("predict: %d scenes already mapped in %s (--overwrite redoes them)", len(mine) - len(todo),
+                 args.seg_out_dir)
+    bad = BadItems("predict", skip_bad=args.skip_bad)
+    for path in todo:
+        with bad.guard(path):
+            predict_scene(path, args.seg_out_dir, model_fn, class_names=class_names, window=args.predict_window,
+                          overlap=args.predict_overlap, batch_size=args.predict_batch_size,
+                          building_class=args.predict_building_class, simplify_tolerance=args.predict_simplify,
+                          min_area_px=args.predict_min_area)
+    bad.log_summary()
+
+
+def scene_done(out_dir: str, path: str) -> bool:
+    """True when the scene's class raster and overlay (the last file predict_scene writes) both exist."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    classes = artifacts.scene_classes_path(out_dir, stem, tiff=path.lower().endswith(TIFF_EXTS))
+    return os.path.isfile(classes) and os.path.isfile(artifacts.scene_overlay_path(out_dir, stem))
 
 
 def main(argv: list[str] | None = None) -> int:

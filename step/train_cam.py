@@ -3,6 +3,10 @@
 Reads:  --train_list, <voc12_root>/JPEGImages, cls_labels.npy (write_numpy.py), classes.json
 Writes: --cam_weights_name (a self-describing checkpoint, rewritten after every epoch so --resume can continue),
         args_train_cam.json next to it.
+
+With --cam_smooth_loss / --cam_boundary_loss > 0, SBNet's edge-aware smoothness and semantic-boundary losses
+(misc/structure_losses.py) are added to the multi-label loss; with both 0 (the default) training is exactly the plain
+classifier's.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from data.labels import load_cls_labels, read_name_list
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, save_checkpoint, seeded_generator
+from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
+                             seeded_generator)
 from net.cam_net import CAMNet
 
 log = logging.getLogger(__name__)
@@ -28,7 +34,39 @@ log = logging.getLogger(__name__)
 def build_cam_net(args, num_classes: int, pretrained: bool = True) -> CAMNet:
     """The CAM network the arguments describe (ImageNet weights only when training from scratch)."""
     weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
-    return CAMNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights)
+    return CAMNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
+                  boundary_head=args.cam_boundary_loss > 0)
+
+
+def cam_step_losses(model, images: torch.Tensor, labels: torch.Tensor, *, smooth_weight: float = 0.0,
+                    boundary_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Loss of one training batch: multi-label soft margin (+ SBNet's structure terms when their weights are > 0).
+
+    images: (B, 3, H, W) in [0, 1]; labels: (B, K) multi-hot. Returns (loss, logits (B, K), {term: value}).
+    With both weights 0 this is exactly ``multilabel_soft_margin_loss(model(images), labels)``.
+    """
+    if smooth_weight <= 0 and boundary_weight <= 0:
+        logits = model(images)
+        return F.multilabel_soft_margin_loss(logits, labels), logits, {}
+    logits, raw_cams, boundary_logits = model(images, with_structure=True)
+    loss = F.multilabel_soft_margin_loss(logits, labels)
+    parts = {"cls": loss.item()}
+    edges = image_edges(images, stride=4)  # (B, 1, ceil(H/4), ceil(W/4)): the structure grid
+    grid = edges.shape[-2:]
+    if smooth_weight > 0:
+        probs = F.interpolate(torch.sigmoid(raw_cams), size=grid, mode="bilinear", align_corners=False)
+        smooth = smoothness_loss(probs, edges, labels)
+        loss = loss + smooth_weight * smooth
+        parts["smooth"] = smooth.item()
+    if boundary_weight > 0:
+        if boundary_logits is None:
+            raise ValueError("--cam_boundary_loss > 0 needs a CAM network built with its boundary head")
+        cams = F.interpolate(torch.relu(raw_cams), size=grid, mode="bilinear", align_corners=False)
+        target = pseudo_boundary_target(cams, edges, labels)  # (B, K, h4, w4), no gradient
+        bound = boundary_loss(boundary_logits[..., : grid[0], : grid[1]], target)
+        loss = loss + boundary_weight * bound
+        parts["boundary"] = bound.item()
+    return loss, logits, parts
 
 
 def run(args) -> None:
@@ -46,8 +84,9 @@ def run(args) -> None:
     model = build_cam_net(args, num_classes).to(device)
     sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
     batch_size = min(args.cam_batch_size, len(dataset))
+    generator = seeded_generator(args.seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=seeded_generator(args.seed))
+                        num_workers=args.num_workers, drop_last=True, generator=generator)
     max_step = len(loader) * args.cam_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.cam_learning_rate), lr=args.cam_learning_rate,
                               weight_decay=args.cam_weight_decay, max_step=max_step)
@@ -55,12 +94,17 @@ def run(args) -> None:
     start_epoch = 0
     if args.resume and os.path.isfile(args.cam_weights_name):
         ckpt = load_checkpoint(args.cam_weights_name)
-        model.load_state_dict(ckpt["state_dict"])
+        if ckpt.get("kind") != "cam" or int(ckpt.get("num_classes", -1)) != num_classes:
+            raise ValueError(f"--resume: {args.cam_weights_name} is not a CAM checkpoint for {num_classes} classes "
+                             f"(kind {ckpt.get('kind')!r}, num_classes {ckpt.get('num_classes')})")
+        load_weights(model, ckpt, path=args.cam_weights_name)
         if "optimizer" in ckpt:
             optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt.get("epoch", 0))
         optimizer.global_step = int(ckpt["step"])
         log.info("resuming %s from epoch %d (step %d)", args.cam_weights_name, start_epoch, optimizer.global_step)
+    elif args.resume:
+        log.info("--resume: no checkpoint at %s yet, training from the start", args.cam_weights_name)
 
     train_model = model
     if dist.is_distributed():
@@ -72,16 +116,20 @@ def run(args) -> None:
     metrics = {}
     for epoch in range(start_epoch, args.cam_num_epochs):
         dataset.set_epoch(epoch)
+        seed_epoch(generator, args.seed, epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()
         tic = time.time()
         total_loss, total_correct, total_seen = 0.0, 0.0, 0
+        part_sums: dict[str, float] = {}
         for batch in progress(loader, desc=f"train_cam epoch {epoch + 1}/{args.cam_num_epochs}"):
             images = batch["img"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
-            logits = train_model(images)
-            loss = F.multilabel_soft_margin_loss(logits, labels)
+            loss, logits, parts = cam_step_losses(train_model, images, labels, smooth_weight=args.cam_smooth_loss,
+                                                  boundary_weight=args.cam_boundary_loss)
+            for key, value in parts.items():
+                part_sums[key] = part_sums.get(key, 0.0) + value * len(images)
             check_finite(loss, where=f"train_cam epoch {epoch + 1} step {optimizer.global_step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,6 +139,10 @@ def run(args) -> None:
             total_seen += len(images)
         metrics = {"loss": total_loss / max(total_seen, 1), "accuracy": total_correct / max(total_seen, 1),
                    "epoch_seconds": time.time() - tic}
+        metrics.update({f"loss_{k}": v / max(total_seen, 1) for k, v in part_sums.items()})
+        if part_sums:
+            log.info("train_cam epoch %d/%d: %s", epoch + 1, args.cam_num_epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_")))
         log.info("train_cam epoch %d/%d: loss %.4f, label accuracy %.3f, %.1f s (%.2f s/image)",
                  epoch + 1, args.cam_num_epochs, metrics["loss"], metrics["accuracy"], metrics["epoch_seconds"],
                  metrics["epoch_seconds"] / max(total_seen, 1))

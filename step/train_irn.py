@@ -21,7 +21,8 @@ from misc import artifacts, dist
 from misc.io import save_args, save_png
 from misc.logutils import progress
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
-from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seeded_generator
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
+                             seeded_generator)
 from misc.visualize import cam_overlay, side_by_side
 from net.backbones import BACKBONES
 from net.irn import IRNet
@@ -105,8 +106,9 @@ def run(args) -> None:
 
     sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
     batch_size = min(args.irn_batch_size, len(dataset))
+    generator = seeded_generator(args.seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=seeded_generator(args.seed))
+                        num_workers=args.num_workers, drop_last=True, generator=generator)
     max_step = len(loader) * args.irn_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.irn_learning_rate), lr=args.irn_learning_rate,
                               weight_decay=args.irn_weight_decay, max_step=max_step)
@@ -134,6 +136,7 @@ def run(args) -> None:
         save_args(args, os.path.dirname(os.path.abspath(args.irn_weights_name)), "train_irn")
     for epoch in range(start_epoch, args.irn_num_epochs):
         dataset.set_epoch(epoch)
+        seed_epoch(generator, args.seed, epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()

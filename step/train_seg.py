@@ -23,7 +23,8 @@ from data.seg_dataset import SegmentationDataset
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seeded_generator
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
+                             seeded_generator)
 from net.seg_net import SegNet
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ def run(args) -> None:
     model = build_seg_net_from_args(args, num_classes).to(device)
     sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
     batch_size = min(args.seg_batch_size, len(dataset))
+    generator = seeded_generator(args.seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=seeded_generator(args.seed))
+                        num_workers=args.num_workers, drop_last=True, generator=generator)
     max_step = len(loader) * args.seg_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.seg_learning_rate), lr=args.seg_learning_rate,
                               weight_decay=args.seg_weight_decay, max_step=max_step)
@@ -96,6 +98,7 @@ def run(args) -> None:
         save_args(args, os.path.dirname(os.path.abspath(args.seg_weights_name)), "train_seg")
     for epoch in range(start_epoch, args.seg_num_epochs):
         dataset.set_epoch(epoch)
+        seed_epoch(generator, args.seed, epoch)  # dropout and order depend on (seed, epoch): --resume is exact
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_model.train()

@@ -38,7 +38,7 @@ def pipeline(tmp_path_factory):
               "--irn_weights_name", str(tmp / "sess" / "irn.pth"), "--seg_weights_name", str(tmp / "sess" / "seg.pth"),
               "--cam_out_dir", str(out / "cam"), "--ir_label_out_dir", str(out / "ir_label"),
               "--sem_seg_out_dir", str(out / "sem_seg"), "--ins_seg_out_dir", str(out / "ins_seg"),
-              "--seg_out_dir", str(out / "seg")]
+              "--seg_out_dir", str(out / "seg"), "--report_path", str(out / "report.html")]
     train = ["--train_list", str(lists / "train_aug.txt"), "--infer_list", str(lists / "train_aug.txt")]
     assert run_sample.main(common + train + ["--train_cam_pass", "True", "--make_cam_pass", "True",
                                              "--eval_cam_pass", "True"]) == 0
@@ -55,7 +55,8 @@ def pipeline(tmp_path_factory):
     # the ir labels were made for the building list only; the seg net trains on the pseudo masks of all images
     assert run_sample.main(common + train + [
         "--train_seg_pass", "True", "--seg_crop_size", str(PATCH), "--seg_batch_size", "4", "--seg_num_epochs", "1",
-        "--eval_seg_pass", "True", "--seg_val_list", str(lists / "all.txt")]) == 0
+        "--eval_seg_pass", "True", "--seg_val_list", str(lists / "all.txt"), "--report_pass", "True",
+        "--report_num_images", "3"]) == 0
     return {"root": str(root), "lists": lists, "out": out, "tmp": tmp}
 
 
@@ -134,3 +135,28 @@ def test_checkpoints_describe_themselves(pipeline):
         ckpt = torch.load(pipeline["tmp"] / "sess" / name, map_location="cpu", weights_only=False)
         assert {"state_dict", "args", "step", "metrics"} <= set(ckpt)
         assert ckpt["args"]["backbone"] == "efficientnet_lite0"
+
+
+def test_report_page(pipeline):
+    """The report holds every metric of every eval JSON in the output folders and one <img> per panel."""
+    from step.make_report import format_value
+
+    page = (pipeline["out"] / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert 'src="http' not in page  # self-contained: every picture is embedded
+    for sub, name in [("cam", "eval_cam"), ("sem_seg", "eval_sem_seg"), ("ins_seg", "eval_ins_seg"),
+                      ("seg", "eval_seg")]:
+        result = json.load(open(artifacts.eval_json_path(str(pipeline["out"] / sub), name)))
+        for key, value in result.items():
+            values = value.values() if isinstance(value, dict) else [] if isinstance(value, list) else [value]
+            for v in values:
+                assert format_value(v) in page, (name, key, v)
+    # 3 sampled images, each: image, CAM, pseudo mask, prediction, ground truth (+ IR label for building images)
+    ir_names = set(_names(pipeline, "train_aug_building.txt"))
+    from step.make_report import sample_names
+
+    shown = sample_names(_names(pipeline, "train_aug.txt"), 3)
+    assert page.count("<img ") == sum(5 + (n in ir_names) for n in shown)
+    assert page.count('src="data:image/png;base64,') == page.count("<img ")
+    assert os.path.isfile(pipeline["out"] / "args_report.json")
+

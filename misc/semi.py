@@ -1,0 +1,76 @@
+"""Semi-supervised segmentation math: confident pseudo labels, the S4GAN discriminator gate, feature matching, EMA.
+
+Label maps use 255 (``IGNORE_INDEX``) for pixels that carry no label; every function keeps that convention so the
+pseudo labels go straight into the same masked cross-entropy as the ground truth.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def confident_pseudo_labels(probs: torch.Tensor, threshold: float,
+                            valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Argmax pseudo labels of the pixels whose top probability reaches ``threshold``; the others are 255.
+
+    probs: (B, K, H, W) class probabilities; valid: optional (B, H, W) bool (False = padding, also 255).
+    Returns (B, H, W) int64.
+    """
+    confidence, labels = probs.max(dim=1)  # (B, H, W) each
+    ignore = confidence < threshold
+    if valid is not None:
+        ignore |= ~valid
+    return labels.masked_fill(ignore, IGNORE_INDEX)
+
+
+def discriminator_gate(confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+    """S4GAN's tile selection: (B,) discriminator probabilities "this map is ground truth" → (B,) bool, > threshold."""
+    return confidence > threshold
+
+
+def gated_pseudo_labels(probs: torch.Tensor, confidence: torch.Tensor, threshold: float,
+                        valid: torch.Tensor | None = None) -> torch.Tensor:
+    """S4GAN pseudo labels: the whole argmax map of a tile the discriminator accepts, all 255 for a rejected tile.
+
+    probs: (B, K, H, W); confidence: (B,) in [0, 1]; valid: optional (B, H, W) bool. Returns (B, H, W) int64.
+    """
+    labels = probs.argmax(dim=1)  # (B, H, W)
+    rejected = ~discriminator_gate(confidence, threshold)  # (B,)
+    ignore = rejected[:, None, None].expand_as(labels)
+    if valid is not None:
+        ignore = ignore | ~valid
+    return labels.masked_fill(ignore, IGNORE_INDEX)
+
+
+def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, H, W) int64 labels → (B, K, H, W) float one-hot; ignored pixels (255) are all-zero columns."""
+    valid = labels != IGNORE_INDEX
+    one_hot = F.one_hot(labels.masked_fill(~valid, 0), num_classes)  # (B, H, W, K)
+    return (one_hot * valid[..., None]).permute(0, 3, 1, 2).float()
+
+
+def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
+    """S4GAN's feature matching: mean |E_batch[f(real)] - E_batch[f(fake)]| over the (B, C) discriminator features."""
+    return (real_features.mean(dim=0) - fake_features.mean(dim=0)).abs().mean()
+
+
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+    """teacher ← decay · teacher + (1 − decay) · student for floating parameters and buffers (decay 0 = copy)."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+    student_state = student.state_dict()
+    for key, value in teacher.state_dict().items():
+        source = student_state[key]
+        if value.dtype.is_floating_point:
+            value.mul_(decay).add_(source.detach(), alpha=1.0 - decay)
+        else:
+            value.copy_(source)
+
+
+def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    """Freeze (False) or unfreeze (True) every parameter of ``module``."""
+    for param in module.parameters():
+        param.requires_grad_(flag)
