@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     passes = enabled_passes(args)
     if not passes:
         parser.error("no pass enabled: add e.g. --train_cam_pass True (see --help, group 'passes')")
-    setup_logging(f"{args.log_name}.log" if dist.is_main() else None, quiet=args.quiet)
+    # under torchrun rank 0 alone writes the log file and INFO lines; the other ranks report warnings and errors
+    setup_logging(f"{args.log_name}.log" if dist.is_main() else None, quiet=args.quiet or not dist.is_main())
     log = logging.getLogger("run_sample")
     name = "set-up"
     try:

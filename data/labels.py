@@ -34,7 +34,7 @@ def read_name_list(path: str) -> list[str]:
         raise FileNotFoundError(f"name list not found: {path}")
     names: list[str] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: lists saved by Windows editors start with a byte-order mark
         for lineno, line in enumerate(f, start=1):
             name = line.strip()
             if not name or name.startswith("#"):

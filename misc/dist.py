@@ -47,6 +47,17 @@ def shard(items: Sequence[T]) -> list[T]:
     return list(items[rank()::world_size()])
 
 
+def all_reduce_sum(values: Sequence[float]) -> list[float]:
+    """Sum numbers over all ranks (epoch loss totals, counts); the values themselves when not distributed."""
+    if not is_distributed():
+        return [float(v) for v in values]
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    if torch_dist.get_backend() == "nccl":  # NCCL reduces device tensors only
+        tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+    torch_dist.all_reduce(tensor)
+    return tensor.cpu().tolist()
+
+
 def barrier() -> None:
     if is_distributed():
         torch_dist.barrier()

@@ -15,6 +15,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_DEFAULT_MODE = _umask_mode()  # read once at import: os.umask can only be read by setting it
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success move it to ``path``, on failure delete it."""
@@ -33,6 +42,7 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes the file private (0600); artifacts get the usual umask mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

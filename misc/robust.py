@@ -38,13 +38,33 @@ def remove_stale_temp_files(folder: str) -> int:
     """
     removed = 0
     for root, _dirs, files in os.walk(folder):
-        for f in files:
-            if _TEMP_FILE.match(f):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(root, f))
-                    removed += 1
+        removed += _remove_matching(root, files, _TEMP_FILE)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run in %s", removed, folder)
+    return removed
+
+
+def remove_stale_temp_files_of(path: str) -> int:
+    """Delete the temporary files of one file (e.g. a checkpoint) left next to it by a killed writer.
+
+    Only ``path``'s own, so a ``sess/`` folder that other jobs write into is safe; returns how many.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    stem, ext = os.path.splitext(os.path.basename(path))
+    pattern = re.compile(rf"^\.{re.escape(stem)}\.[^.]+\.tmp{re.escape(ext)}$")
+    removed = _remove_matching(folder, os.listdir(folder), pattern) if os.path.isdir(folder) else 0
+    if removed:
+        log.info("removed %d temporary file(s) of %s left by an interrupted run", removed, path)
+    return removed
+
+
+def _remove_matching(folder: str, files: list[str], pattern: re.Pattern) -> int:
+    removed = 0
+    for f in files:
+        if pattern.match(f):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, f))
+                removed += 1
     return removed
 
 

@@ -56,6 +56,15 @@ def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tens
     return (real_features.mean(dim=0) - fake_features.mean(dim=0)).abs().mean()
 
 
+def ema_decay_at(step: int, decay: float) -> float:
+    """Mean teacher's ramp: ``min(decay, 1 - 1 / (step + 1))`` at the ``step``-th update since the teacher started.
+
+    Step 0 copies the student, step 1 averages the two, ...: an early teacher is not stuck near the untrained
+    network while a fixed decay of 0.99 would still be ~1/e of it after 100 steps.
+    """
+    return min(decay, 1.0 - 1.0 / (max(step, 0) + 1))
+
+
 @torch.no_grad()
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
     """teacher ← decay · teacher + (1 − decay) · student for floating parameters and buffers (decay 0 = copy)."""

@@ -51,8 +51,12 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
 
 
 def charbonnier(s: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """``sqrt(s² + eps²) - eps``: |s| for large s, smooth at 0, and exactly 0 there."""
-    return torch.sqrt(s * s + eps * eps) - eps
+    """``sqrt(s² + eps²) - eps``: |s| for large s, smooth at 0, and exactly 0 there.
+
+    Written as ``s² / (sqrt(s² + eps²) + eps)`` (the same value): s = 0 gives 0 exactly, not a rounding residue.
+    """
+    sq = s * s
+    return sq / (torch.sqrt(sq + eps * eps) + eps)
 
 
 def image_edges(images: torch.Tensor, *, stride: int = 4) -> torch.Tensor:

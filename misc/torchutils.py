@@ -115,19 +115,21 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
 
 
 def load_weights(model: torch.nn.Module, checkpoint: dict, *, path: str) -> None:
-    """Strictly load weights; a wrong architecture is reported with the file name and the first differing keys."""
-    try:
-        result = model.load_state_dict(checkpoint["state_dict"], strict=False)
-    except RuntimeError as err:  # same keys, other shapes (e.g. another number of classes)
-        first = str(err).strip().splitlines()
-        raise ValueError(f"weights in {path} do not fit {type(model).__name__}: "
-                         f"{first[1].strip() if len(first) > 1 else first[0]}") from err
-    if result.missing_keys or result.unexpected_keys:
+    """Strictly load weights; a wrong architecture is reported with the file name and the first differing keys or
+    shapes (and the backbone the file was trained with, when it says), before anything is copied."""
+    state = checkpoint["state_dict"]
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misfit = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or misfit:
         built = checkpoint.get("args", {})
         hint = f" (it was trained with --backbone {built.get('backbone')})" if built.get("backbone") else ""
-        raise ValueError(
-            f"weights in {path} do not fit {type(model).__name__}{hint}: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}")
+        details = (f"missing {missing[:5]}, unexpected {unexpected[:5]}" if missing or unexpected
+                   else f"other shapes (file vs model): {misfit[:3]}")
+        raise ValueError(f"weights in {path} do not fit {type(model).__name__}{hint}: {details}")
+    model.load_state_dict(state, strict=True)
 
 
 def to_numpy_cpu(t: torch.Tensor) -> np.ndarray:

@@ -383,7 +383,8 @@ class EfficientNetLite0Backbone(Backbone):
         if pretrained == "default":
             pretrained = lite0_default_weights_path()
         if pretrained is None:
-            logger.warning("efficientnet_lite0: pretrained=None, using random init")
+            # None is what loaders of trained checkpoints pass (their weights follow), so this is no warning
+            logger.debug("efficientnet_lite0: pretrained=None, using random init")
         else:
             _load_backbone_weights(self, pretrained, is_head_key=_is_lite0_head_key)
         self._apply_freeze_bn()

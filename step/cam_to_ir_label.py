@@ -93,9 +93,9 @@ def _process(task: tuple[str, dict]) -> str:
                          f"the image is {image.shape[:2]} (stale --cam_out_dir?)")
     label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
                           conf_bg_thres=cfg["conf_bg_thres"])
-    save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
-    if name in cfg["overlay"]:
+    if name in cfg["overlay"]:  # before the label: the label marks the item done
         write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label)
+    save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
     return name
 
 

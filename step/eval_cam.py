@@ -3,7 +3,8 @@
 Reads:  <cam_out_dir>/<name>.npz for --eval_list (default --infer_list), <voc12_root>/SegmentationClassAug,
         classes.json
 Writes: <cam_out_dir>/eval_cam.json = {"miou", "iou": {class: IoU}, "threshold", "sweep": [{threshold, miou,
-        iou}], ...} at the best threshold (or at --cam_eval_thres when given).
+        iou}], ...} at the best threshold (or at --cam_eval_thres when given); args_eval_cam.json.
+Under torchrun only rank 0 scores, after a barrier.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Reads:  <ins_seg_out_dir>/<name>.npz (make_ins_seg) for --eval_list (default --infer_list),
         <voc12_root>/SegmentationClassAug/<name>.png, classes.json
 Writes: <ins_seg_out_dir>/eval_ins_seg.json = {"ap50": {class: AP or null}, "map50", "num_images",
-        "num_gt": {class: n}, "num_pred": {class: n}, "iou_threshold": 0.5}
+        "num_gt": {class: n}, "num_pred": {class: n}, "iou_threshold": 0.5}; args_eval_ins_seg.json.
+Under torchrun only rank 0 scores, after a barrier.
 
 Ground-truth instances are the 8-connected components of each class in the mask (the masks have no instance ids;
 touching buildings count as one). Pixels labelled 255 are left out of every IoU. Matching as PASCAL VOC: over all

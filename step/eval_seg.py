@@ -58,11 +58,11 @@ def run(args) -> None:
                                     overlap=args.predict_overlap, num_classes=len(class_names),
                                     batch_size=args.predict_batch_size)  # (K, H, W)
             pred = probs.argmax(0).to(torch.uint8).cpu().numpy()  # (H, W)
-            save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
-            if index < args.seg_num_overlays:
+            if index < args.seg_num_overlays:  # before the prediction: the prediction marks the item done
                 gt = load_ground_truth(args.voc12_root, name, pred.shape)
                 save_png(artifacts.overlay_path(args.seg_out_dir, name),
                          side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)]))
+            save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
     dist.barrier()
     if not dist.is_main():
         return

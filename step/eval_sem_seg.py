@@ -3,7 +3,8 @@
 Reads:  <sem_seg_out_dir>/<name>.png for --eval_list (default --infer_list), <voc12_root>/SegmentationClassAug,
         classes.json
 Writes: <sem_seg_out_dir>/eval_sem_seg.json = {"miou", "iou": {class: IoU}, "precision", "recall", "f1" (per class),
-        "pixel_accuracy", "confusion" (rows = ground truth), "num_images"}.
+        "pixel_accuracy", "confusion" (rows = ground truth), "num_images"}; args_eval_sem_seg.json.
+Under torchrun only rank 0 scores, after a barrier.
 """
 from __future__ import annotations
 

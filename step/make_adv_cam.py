@@ -27,8 +27,7 @@ from misc.io import save_args
 from misc.logutils import progress
 from misc.robust import BadItems, prepare_out_dir
 from net.cam_net import CAMNet
-from step.make_cam import (load_cam_model, pending_names, present_classes, save_cam_artifact, stride4_size,
-                           write_cam_overlay)
+from step.make_cam import load_cam_model, pending_names, present_classes, save_cam_artifact, stride4_size
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,8 @@ def run(args) -> None:
                 stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
                 fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
                 least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
-                high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
-                if name in overlay_names:
-                    write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+                save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
+                                  overlay_image=image if name in overlay_names else None)
     bad.log_summary()
     log.info("make_adv_cam: %d forward / %d backward passes (minimum %d / %d); CAMs in %s", stats.forwards,
              stats.backwards, least_forwards, least_backwards, args.cam_out_dir)

@@ -3,7 +3,8 @@
 Reads:  --cam_weights_name, --infer_list, <voc12_root>/JPEGImages, cls_labels.npy (which classes are present)
 Writes: <cam_out_dir>/<name>.npz (keys, cam at stride 4, high_res at full size; see misc/artifacts.py),
         <cam_out_dir>/overlays/<name>.png for the first --cam_num_overlays images, args_make_cam.json.
-Items whose .npz already exists are skipped unless --overwrite (a killed run resumes where it stopped).
+Items whose .npz already exists are skipped unless --overwrite (a killed run resumes where it stopped); under
+--skip_bad an unreadable image or a name without an image-level label is logged, counted and skipped.
 """
 from __future__ import annotations
 
@@ -80,14 +81,17 @@ def multiscale_cams(model: CAMNet, image: np.ndarray, scales: tuple[float, ...])
 
 
 def save_cam_artifact(out_dir: str, name: str, keys: np.ndarray, strided: torch.Tensor,
-                      high_res: torch.Tensor) -> np.ndarray:
+                      high_res: torch.Tensor, overlay_image: np.ndarray | None = None) -> np.ndarray:
     """Keep the present classes' maps, max-normalise each to [0, 1] and write the .npz atomically.
 
-    Returns the normalised full-size maps (k, H, W) float32 (for overlays)."""
+    With ``overlay_image`` (uint8 (H, W, 3)) the overlay is written first: the .npz marks the item done (a rerun skips
+    it), so it must be the last file of the item. Returns the normalised full-size maps (k, H, W) float32."""
     keys_t = torch.as_tensor(keys, dtype=torch.long, device=strided.device)
     strided = max_normalize(strided[keys_t]) if len(keys) else strided[:0]
     high_res = max_normalize(high_res[keys_t]) if len(keys) else high_res[:0]
     high_np = high_res.float().cpu().numpy()
+    if overlay_image is not None:
+        write_cam_overlay(out_dir, name, overlay_image, keys, high_np)
     save_npz(artifacts.cam_path(out_dir, name), keys=keys.astype(np.int64),
              cam=strided.float().cpu().numpy(), high_res=high_np)
     return high_np
@@ -128,8 +132,7 @@ def run(args) -> None:
                 keys = present_classes(cls_labels, name)
                 image = read_image(artifacts.image_path(args.voc12_root, name))
                 strided, high = multiscale_cams(model, image, args.cam_scales)
-                high_res = save_cam_artifact(args.cam_out_dir, name, keys, strided, high)
-                if name in overlay_names:
-                    write_cam_overlay(args.cam_out_dir, name, image, keys, high_res)
+                save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
+                                  overlay_image=image if name in overlay_names else None)
     bad.log_summary()
     log.info("make_cam: CAMs in %s", args.cam_out_dir)

@@ -187,10 +187,10 @@ def run(args) -> None:
                 displacement = model.displacement(x)[0].float().cpu().numpy()  # (2, h4, w4)
                 result = instances_from_displacement(displacement, foreground_label(args, name, cam),
                                                      cam["high_res"], cam["keys"])
-                save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
-                total += len(result["masks"])
-                if name in overlay_names:
+                if name in overlay_names:  # before the .npz: the .npz marks the item done
                     save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
                              side_by_side([image, instance_picture(image, result["masks"])]))
+                save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
+                total += len(result["masks"])
     bad.log_summary()
     log.info("make_ins_seg: %d instances in %d images, in %s", total, len(todo), args.ins_seg_out_dir)

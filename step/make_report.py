@@ -177,6 +177,7 @@ th { background: #eee; }
 .path, .note { color: #666; font-size: 0.9em; }
 .row { margin-bottom: 1em; }
 figure { display: inline-block; margin: 0 6px 0 0; text-align: center; }
+figure img { height: 160px; image-rendering: pixelated; }  /* small patches are shown enlarged */
 figcaption { font-size: 0.8em; }
 """
 

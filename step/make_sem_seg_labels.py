@@ -6,7 +6,14 @@ stride-4 CAMs (raised to --sem_seg_cam_power, as AdvCAM does) walk ``2 ** --exp_
 constant background score --sem_seg_bg_thres; the argmax is the pseudo mask. An image without a present class is all
 background and costs no network call.
 
-Reads:  --irn_weights_name, <cam_out_dir>/<name>.npz (``keys``, ``cam``), <voc12_root>/JPEGImages/<name>.*,
+With --rw_method affinitynet (AffinityNet, Ahn & Kwak 2018, as SBNet uses it) the network is the embedding trained by
+train_aff (--aff_weights_name) and the walk's weights are ``a_ij ** --beta`` with ``a_ij = exp(-mean_c |f_i - f_j|)``
+(misc/affinity.py; AffinityNet's own beta is 8, pass --beta 8), over the same radius-5 neighbourhood, with the same
+number of steps and the same thresholding; the CAMs are not masked by a boundary map. The overlay's boundary panel
+then shows where the embedding changes (1 - mean affinity to the nearest neighbours).
+
+Reads:  --irn_weights_name (irn) or --aff_weights_name (affinitynet), <cam_out_dir>/<name>.npz (``keys``, ``cam``),
+        <voc12_root>/JPEGImages/<name>.*,
         <voc12_root>/SegmentationClassAug/<name>.png (overlays only, when present)
 Writes: <sem_seg_out_dir>/<name>.png  uint8: 0 background, 1..K classes;
         <sem_seg_out_dir>/overlays/<name>.png (image | boundary | pseudo mask | ground truth) for the first
@@ -27,6 +34,7 @@ from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_png
 from misc.logutils import progress
 from misc.robust import BadItems, prepare_out_dir
+from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, stride_size
 from misc.visualize import label_overlay, side_by_side
 
@@ -55,6 +63,22 @@ def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, im
     return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold)
 
 
+def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
+                         bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
+                         radius: int = RW_RADIUS) -> np.ndarray:
+    """Pseudo mask of one image from its stride-4 CAMs and AffinityNet embedding.
+
+    Args:
+        cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
+        features: (C, ceil(H/4), ceil(W/4)) AffinityNet embedding.
+    Returns:
+        (H, W) uint8: 0 background, 1..K classes.
+    """
+    walked = affinity_random_walk(cams.float().clamp_min(0).pow(cam_power), features, beta=beta, exp_times=exp_times,
+                                  radius=radius)  # (k, H/4, W/4)
+    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold)
+
+
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
                           label: np.ndarray, gt: np.ndarray | None) -> None:
     """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one)."""
@@ -77,12 +101,17 @@ def _load_boundary_model(weights_path: str, device: torch.device):
     return load_irn_model(weights_path, device)
 
 
+def _load_affinity_model(weights_path: str, device: torch.device):
+    from step.train_aff import load_aff_model
+
+    return load_aff_model(weights_path, device)
+
+
 def run(args) -> None:
     from data.raster_io import read_image
 
-    if args.rw_method != "irn":
-        raise ValueError(f"--rw_method {args.rw_method!r}: make_sem_seg_labels implements only 'irn' (random walk over "
-                         f"IRN's boundary map)")
+    if args.rw_method not in ("irn", "affinitynet"):
+        raise ValueError(f"--rw_method {args.rw_method!r}: choose 'irn' or 'affinitynet'")
     device = torch.device(args.device)
     names = read_name_list(args.infer_list)
     out_dir = args.sem_seg_out_dir
@@ -92,8 +121,8 @@ def run(args) -> None:
     mine = dist.shard(names)
     todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.sem_seg_path(out_dir, n))]
     overlay_names = set(names[: args.cam_num_overlays])
-    log.info("%s: %d images to do (%d already done), beta %s, exp_times %d, bg threshold %.2f", PASS_NAME, len(todo),
-             len(mine) - len(todo), args.beta, args.exp_times, args.sem_seg_bg_thres)
+    log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f", PASS_NAME,
+             len(todo), len(mine) - len(todo), args.rw_method, args.beta, args.exp_times, args.sem_seg_bg_thres)
     model = None  # loaded on the first image with a present class
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     with torch.inference_mode():
@@ -112,21 +141,35 @@ def run(args) -> None:
                     label = np.zeros((h, w), np.uint8)
                 else:
                     if model is None:
-                        with bad.whole_pass():  # a wrong/missing IRN file stops the pass, whatever --skip_bad says
-                            model = _load_boundary_model(args.irn_weights_name, device)
+                        with bad.whole_pass():  # a wrong/missing weights file stops the pass, whatever --skip_bad says
+                            model = (_load_affinity_model(args.aff_weights_name, device)
+                                     if args.rw_method == "affinitynet"
+                                     else _load_boundary_model(args.irn_weights_name, device))
                     x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
-                    boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
-                    if boundary_t.shape != stride_size(h, w):
-                        raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size {stride_size(h, w)}")
-                    label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t, (h, w),
-                                        bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
-                                        cam_power=args.sem_seg_cam_power)
-                    boundary = boundary_t.float().cpu().numpy()
-                save_png(artifacts.sem_seg_path(out_dir, name), label)
-                if name in overlay_names:
+                    if args.rw_method == "affinitynet":
+                        features = model(x)[0]  # (C, ceil(H/4), ceil(W/4))
+                        if features.shape[-2:] != stride_size(h, w):
+                            raise ValueError(f"embedding {tuple(features.shape[-2:])} != stride-4 size "
+                                             f"{stride_size(h, w)}")
+                        label = affinity_pseudo_mask(
+                            torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
+                            bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
+                            cam_power=args.sem_seg_cam_power)
+                        boundary = affinity_edge_map(features).cpu().numpy()
+                    else:
+                        boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
+                        if boundary_t.shape != stride_size(h, w):
+                            raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
+                                             f"{stride_size(h, w)}")
+                        label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
+                                            (h, w), bg_threshold=args.sem_seg_bg_thres, beta=args.beta,
+                                            exp_times=args.exp_times, cam_power=args.sem_seg_cam_power)
+                        boundary = boundary_t.float().cpu().numpy()
+                if name in overlay_names:  # before the pseudo mask: the mask marks the item done
                     gt_path = artifacts.mask_path(args.voc12_root, name)
                     gt = load_png(gt_path) if os.path.isfile(gt_path) else None
                     gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
                     write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+                save_png(artifacts.sem_seg_path(out_dir, name), label)
     bad.log_summary()
     log.info("%s: pseudo masks in %s", PASS_NAME, out_dir)

@@ -23,6 +23,7 @@ from data.labels import load_cls_labels, read_name_list
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
+from misc.robust import remove_stale_temp_files_of
 from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
                              seeded_generator)
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 def build_cam_net(args, num_classes: int, pretrained: bool = True) -> CAMNet:
     """The CAM network the arguments describe (ImageNet weights only when training from scratch)."""
     weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
+    if pretrained and weights is None:
+        log.warning("train_cam: --pretrained none: the backbone starts from random weights")
     return CAMNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
                   boundary_head=args.cam_boundary_loss > 0)
 
@@ -112,6 +115,7 @@ def run(args) -> None:
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if dist.is_main():
+        remove_stale_temp_files_of(args.cam_weights_name)  # left by a run killed while saving
         save_args(args, os.path.dirname(os.path.abspath(args.cam_weights_name)), "train_cam")
     metrics = {}
     for epoch in range(start_epoch, args.cam_num_epochs):
@@ -137,6 +141,7 @@ def run(args) -> None:
             total_loss += loss.item() * len(images)
             total_correct += ((logits.detach() > 0).float() == labels).float().mean(dim=1).sum().item()
             total_seen += len(images)
+        total_loss, total_correct, total_seen = dist.all_reduce_sum([total_loss, total_correct, total_seen])
         metrics = {"loss": total_loss / max(total_seen, 1), "accuracy": total_correct / max(total_seen, 1),
                    "epoch_seconds": time.time() - tic}
         metrics.update({f"loss_{k}": v / max(total_seen, 1) for k, v in part_sums.items()})

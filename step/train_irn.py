@@ -20,6 +20,7 @@ from data.labels import read_name_list
 from misc import artifacts, dist
 from misc.io import save_args, save_png
 from misc.logutils import progress
+from misc.robust import remove_stale_temp_files_of
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
                              seeded_generator)
@@ -133,6 +134,7 @@ def run(args) -> None:
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if dist.is_main():
+        remove_stale_temp_files_of(args.irn_weights_name)  # left by a run killed while saving
         save_args(args, os.path.dirname(os.path.abspath(args.irn_weights_name)), "train_irn")
     for epoch in range(start_epoch, args.irn_num_epochs):
         dataset.set_epoch(epoch)

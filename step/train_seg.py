@@ -23,6 +23,7 @@ from data.seg_dataset import SegmentationDataset
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
+from misc.robust import remove_stale_temp_files_of
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
                              seeded_generator)
 from net.seg_net import SegNet
@@ -95,6 +96,7 @@ def run(args) -> None:
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if dist.is_main():
+        remove_stale_temp_files_of(args.seg_weights_name)  # left by a run killed while saving
         save_args(args, os.path.dirname(os.path.abspath(args.seg_weights_name)), "train_seg")
     for epoch in range(start_epoch, args.seg_num_epochs):
         dataset.set_epoch(epoch)

@@ -14,7 +14,9 @@ weight --semi_unsup_weight, switched on after --semi_warmup_epochs); an epoch is
 - ``self_training``: the pseudo labels come from an EMA teacher (mean teacher; ``--semi_ema_decay``, 0 = the
   current student) run in eval mode without gradient on the same crop; pixels whose top teacher probability is
   below ``--semi_conf_thres`` are ignored. An EMA teacher rather than the student itself: its predictions change
-  slowly, so a pixel's pseudo label does not follow the student's own last mistake (confirmation bias).
+  slowly, so a pixel's pseudo label does not follow the student's own last mistake (confirmation bias). The teacher
+  copies the student during the warm-up and then averages with mean teacher's ramp min(decay, 1 - 1/(k + 1)), so the
+  first pseudo labels come from the warmed-up network, not from the random initial head.
 - ``s4gan``: as in S4GAN/ALS4GAN, the student's own detached prediction is the pseudo label of a whole tile, used only
   when a discriminator on (image, softmax) pairs — trained to tell one-hot ground truth from predictions — gives the
   tile a confidence above ``--s4gan_disc_thres``; plus S4GAN's feature-matching loss (weight --s4gan_fm_weight)
@@ -42,9 +44,11 @@ from data.unlabeled_dataset import UnlabeledCropDataset
 from misc import dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.semi import (confident_pseudo_labels, ema_update, feature_matching_loss, gated_pseudo_labels,
+from misc.robust import remove_stale_temp_files_of
+from misc.semi import (confident_pseudo_labels, ema_decay_at, ema_update, feature_matching_loss, gated_pseudo_labels,
                        one_hot_labels, set_requires_grad)
-from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seeded_generator
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
+                             seeded_generator)
 from net.discriminator import S4GANDiscriminator
 from net.seg_net import SegNet, build_seg_net
 from step.train_seg import build_seg_net_from_args, seg_loss
@@ -69,11 +73,15 @@ def split_names(labeled: list[str], unlabeled: list[str] | None, train: list[str
     return list(labeled), rest
 
 
-def _cycle(loader: DataLoader, dataset) -> Iterator[dict]:
-    """Endless batches of a (small) labelled loader; each pass is a new augmentation epoch of ``dataset``."""
+def _labeled_batches(loader: DataLoader, dataset, generator: torch.Generator, seed: int, epoch: int
+                     ) -> Iterator[dict]:
+    """Endless batches of the (small) labelled loader during ``epoch``: each pass over it gets its own order and
+    augmentation from (seed, epoch, pass) alone, so a resumed run sees the batches an uninterrupted one would."""
     passes = 0
     while True:
-        dataset.set_epoch(passes)
+        key = epoch * 100_003 + passes
+        generator.manual_seed((int(seed) * 1_000_003 + key) % 2**63)
+        dataset.set_epoch(key)
         yield from loader
         passes += 1
 
@@ -170,12 +178,13 @@ def run(args) -> None:
                                       label_source="gt", seed=args.seed)
     unlabeled_set = UnlabeledCropDataset(args.voc12_root, unlabeled, crop_size=args.seg_crop_size, seed=args.seed + 1)
     batch_size = args.seg_batch_size
+    labeled_generator, unlabeled_generator = seeded_generator(args.seed), seeded_generator(args.seed + 1)
     labeled_loader = DataLoader(labeled_set, batch_size=min(batch_size, len(labeled_set)), shuffle=True,
-                                drop_last=True, num_workers=args.num_workers, generator=seeded_generator(args.seed))
+                                drop_last=True, num_workers=args.num_workers, generator=labeled_generator)
     unlabeled_loader = DataLoader(unlabeled_set, batch_size=min(batch_size, len(unlabeled_set)), shuffle=True,
-                                  drop_last=True, num_workers=args.num_workers,
-                                  generator=seeded_generator(args.seed + 1))
+                                  drop_last=True, num_workers=args.num_workers, generator=unlabeled_generator)
     steps_per_epoch = len(unlabeled_loader)
+    warmup_steps = steps_per_epoch * args.semi_warmup_epochs
 
     model = build_student(args, num_classes, device)
     optimizer = PolyOptimizer(model.param_groups(args.seg_learning_rate), lr=args.seg_learning_rate,
@@ -208,10 +217,12 @@ def run(args) -> None:
     elif args.resume:
         log.info("--resume: no checkpoint at %s yet, training from the start", args.semi_weights_name)
 
+    remove_stale_temp_files_of(args.semi_weights_name)  # left by a run killed while saving
     save_args(args, os.path.dirname(os.path.abspath(args.semi_weights_name)), "train_semi")
-    labeled_batches = _cycle(labeled_loader, labeled_set)
     for epoch in range(start_epoch, args.semi_num_epochs):
+        seed_epoch(unlabeled_generator, args.seed + 1, epoch)  # order and dropout from (seed, epoch): exact --resume
         unlabeled_set.set_epoch(epoch)
+        labeled_batches = _labeled_batches(labeled_loader, labeled_set, labeled_generator, args.seed, epoch)
         model.train()
         unsup_weight = args.semi_unsup_weight if epoch >= args.semi_warmup_epochs else 0.0
         tic = time.time()
@@ -240,8 +251,9 @@ def run(args) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if teacher is not None:
-                ema_update(teacher, model, args.semi_ema_decay)
+            if teacher is not None:  # a copy during the warm-up, then the ramped average (see the docstring)
+                ema_update(teacher, model, ema_decay_at(optimizer.global_step - 1 - warmup_steps, args.semi_ema_decay)
+                           if unsup_weight > 0 else 0.0)
             if disc is not None:
                 loss_disc = discriminator_loss(disc, images_l, labels_l, images_u, out["probs_u"])
                 check_finite(loss_disc, where=f"{where} (discriminator)")

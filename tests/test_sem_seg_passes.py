@@ -145,14 +145,17 @@ def test_make_and_eval_sem_seg_contract(dataset, stand_in_irn):
     assert result["miou"] > 0.8
 
 
-def test_make_sem_seg_skips_done_items_and_rejects_affinitynet(dataset, stand_in_irn):
+def test_make_sem_seg_skips_done_items_and_affinitynet_needs_its_weights(dataset, stand_in_irn):
     out = dataset / "sem"
     for name, (h, w, _) in IMAGES.items():
         save_png(str(out / f"{name}.png"), np.zeros((h, w), np.uint8))
     make_sem_seg_labels.run(make_args(dataset))
     assert stand_in_irn.calls == 0 and stand_in_irn.loaded == []
-    with pytest.raises(ValueError, match="--rw_method"):
-        make_sem_seg_labels.run(make_args(dataset, "--rw_method", "affinitynet"))
+    # the affinitynet walk loads --aff_weights_name, never the IRN file (the full walk: tests/test_affinitynet.py)
+    with pytest.raises(FileNotFoundError, match="aff.pth"):
+        make_sem_seg_labels.run(make_args(dataset, "--rw_method", "affinitynet", "--overwrite", "True",
+                                          "--aff_weights_name", str(dataset / "aff.pth")))
+    assert stand_in_irn.loaded == []
 
 
 def test_evaluate_label_dir_by_hand(tmp_path):

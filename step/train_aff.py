@@ -1,0 +1,169 @@
+"""Pass train_aff: train AffinityNet's embedding (Ahn & Kwak 2018; SBNet's random-walk step) from IR labels.
+
+The IR labels (CRF-refined confident foreground / background of the CAMs, 255 unsure: AffinityNet's low/high
+threshold labels in one PNG) give pair labels within radius 5 at stride 4; the embedding head over the CAM network's
+frozen backbone learns ``a_ij = exp(-mean_c |f_i - f_j|)`` with the balanced cross-entropy of misc/affinity.py.
+make_sem_seg with --rw_method affinitynet then walks the CAMs over ``a_ij ** --beta``.
+
+Reads:  --train_list, <voc12_root>/JPEGImages, <ir_label_out_dir>/<name>.png (cam_to_ir_label),
+        --cam_weights_name (its backbone; ImageNet weights with a warning when the file is missing)
+Writes: --aff_weights_name (a self-describing checkpoint, rewritten after every epoch so --resume can continue),
+        args_train_aff.json next to it, and <dirname(aff_weights_name)>/aff_overlays/<name>.png (image | affinity edge
+        map) for the first --cam_num_overlays training images.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from data.irn_dataset import IRNDataset
+from data.labels import read_name_list
+from misc import artifacts, dist
+from misc.affinity import AFF_RADIUS, affinity_edge_map, affinity_loss, feature_affinities
+from misc.io import save_args, save_png
+from misc.logutils import progress
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
+                             seeded_generator)
+from misc.visualize import cam_overlay, side_by_side
+from net.affinity_net import AffinityNet
+from net.backbones import BACKBONES
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("total", "pos_bg", "pos_fg", "neg")
+
+
+def build_aff_from_cam(args, device: torch.device) -> AffinityNet:
+    """AffinityNet whose frozen backbone is the trained CAM network's (ImageNet weights if that file is missing)."""
+    from step.make_cam import load_cam_model
+
+    if os.path.isfile(args.cam_weights_name):
+        cam = load_cam_model(args.cam_weights_name, torch.device("cpu"))
+        name = next(k for k, cls in BACKBONES.items() if type(cam.backbone) is cls)
+        if name != args.backbone:
+            log.warning("train_aff: %s was trained with backbone %s, not --backbone %s; using %s",
+                        args.cam_weights_name, name, args.backbone, name)
+        model = AffinityNet(backbone=name, pretrained=None)
+        model.backbone.load_state_dict(cam.backbone.state_dict())
+        log.info("train_aff: backbone %s from the CAM network %s", name, args.cam_weights_name)
+    else:
+        pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
+        log.warning("train_aff: CAM weights %s not found; the frozen backbone uses pretrained=%r instead",
+                    args.cam_weights_name, pretrained)
+        model = AffinityNet(backbone=args.backbone, pretrained=pretrained)
+    return model.to(device)
+
+
+def load_aff_model(weights_path: str, device: torch.device) -> AffinityNet:
+    """Rebuild AffinityNet from its self-describing checkpoint (backbone and width as trained), eval mode.
+
+    A file that is not an AffinityNet checkpoint, or whose weights do not fit, is an error naming the file.
+    """
+    ckpt = load_checkpoint(weights_path, map_location="cpu")
+    if ckpt.get("kind") != "aff":
+        raise ValueError(f"{weights_path} is not an AffinityNet checkpoint (kind={ckpt.get('kind')!r}, model class "
+                         f"{ckpt.get('model_class')!r}); pass the file written by --train_aff_pass as "
+                         f"--aff_weights_name")
+    backbone = ckpt.get("backbone") or ckpt.get("args", {}).get("backbone", "efficientnet_lite0")
+    model = AffinityNet(backbone=backbone, pretrained=None, embed_dim=int(ckpt.get("embed_dim", 128)))
+    try:
+        load_weights(model, ckpt, path=weights_path)
+    except RuntimeError as err:  # same keys, other shapes
+        raise ValueError(f"weights in {weights_path} do not fit AffinityNet(backbone={backbone!r}): {err}") from err
+    return model.to(device).eval()
+
+
+def write_affinity_overlays(model: AffinityNet, args, names: list[str], device: torch.device) -> None:
+    """image | affinity edge map (jet) for each of ``names``."""
+    from data.raster_io import read_image
+
+    model.eval()
+    with torch.inference_mode():
+        for name in names:
+            image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
+            x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
+            edges = affinity_edge_map(model(x)[0])  # (h4, w4)
+            full = F.interpolate(edges[None, None], scale_factor=4, mode="bilinear", align_corners=False)
+            full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
+            save_png(artifacts.aff_overlay_path(args.aff_weights_name, name),
+                     side_by_side([image, cam_overlay(image, full)]))
+
+
+def run(args) -> None:
+    device = torch.device(args.device)
+    names = read_name_list(args.train_list)
+    dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.aff_crop_size,
+                         seed=args.seed)
+    model = build_aff_from_cam(args, device)
+    log.info("train_aff: %d images, crop %d, backbone %s, embedding %d, pair radius %d at stride 4",
+             len(names), args.aff_crop_size, model.backbone_name, model.embed_dim, AFF_RADIUS)
+
+    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
+    batch_size = min(args.aff_batch_size, len(dataset))
+    generator = seeded_generator(args.seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.num_workers, drop_last=True, generator=generator)
+    max_step = len(loader) * args.aff_num_epochs
+    optimizer = PolyOptimizer(model.param_groups(args.aff_learning_rate), lr=args.aff_learning_rate,
+                              weight_decay=args.aff_weight_decay, max_step=max_step)
+
+    start_epoch = 0
+    if args.resume and os.path.isfile(args.aff_weights_name):
+        ckpt = load_checkpoint(args.aff_weights_name)
+        if ckpt.get("kind") != "aff":
+            raise ValueError(f"--resume: {args.aff_weights_name} is not an AffinityNet checkpoint "
+                             f"(kind={ckpt.get('kind')!r})")
+        load_weights(model, ckpt, path=args.aff_weights_name)
+        if "optimizer" in ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt.get("epoch", 0))
+        optimizer.global_step = int(ckpt["step"])
+        log.info("resuming %s from epoch %d (step %d)", args.aff_weights_name, start_epoch, optimizer.global_step)
+
+    train_model = model
+    if dist.is_distributed():
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if dist.is_main():
+        save_args(args, os.path.dirname(os.path.abspath(args.aff_weights_name)), "train_aff")
+    for epoch in range(start_epoch, args.aff_num_epochs):
+        dataset.set_epoch(epoch)
+        seed_epoch(generator, args.seed, epoch)  # the epoch's order depends on (seed, epoch): --resume is exact
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_model.train()
+        tic = time.time()
+        sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        seen = 0
+        for batch in progress(loader, desc=f"train_aff epoch {epoch + 1}/{args.aff_num_epochs}"):
+            images = batch["img"].to(device, non_blocking=True)  # (B, 3, crop, crop)
+            labels = batch["label"].to(device, non_blocking=True)  # (B, crop/4, crop/4)
+            features = train_model(images)  # (B, C, crop/4, crop/4)
+            losses = affinity_loss(feature_affinities(features, radius=AFF_RADIUS), labels, radius=AFF_RADIUS)
+            check_finite(losses["total"], where=f"train_aff epoch {epoch + 1} step {optimizer.global_step}")
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            for k in LOSS_KEYS:
+                sums[k] += losses[k].item() * len(images)
+            seen += len(images)
+        metrics = {k: v / max(seen, 1) for k, v in sums.items()}
+        metrics["epoch_seconds"] = time.time() - tic
+        log.info("train_aff epoch %d/%d: loss %.4f (bg+ %.3f fg+ %.3f neg %.3f), %.1f s", epoch + 1,
+                 args.aff_num_epochs, metrics["total"], metrics["pos_bg"], metrics["pos_fg"], metrics["neg"],
+                 metrics["epoch_seconds"])
+        if dist.is_main():
+            save_checkpoint(args.aff_weights_name, model=model, args=args, step=optimizer.global_step,
+                            metrics=metrics, optimizer=optimizer,
+                            extra={"epoch": epoch + 1, "kind": "aff", "backbone": model.backbone_name,
+                                   "embed_dim": model.embed_dim, "radius": AFF_RADIUS})
+        dist.barrier()
+    if dist.is_main() and args.cam_num_overlays > 0:
+        write_affinity_overlays(model, args, names[: args.cam_num_overlays], device)
+    log.info("train_aff: weights in %s", args.aff_weights_name)
