@@ -215,3 +215,19 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
             "num_positive_patches": int(is_pos.sum()), "dropped_ambiguous": len(dropped_ambiguous),
             "dropped_no_valid": len(dropped_no_valid), "cls_labels_path": cls_labels_file,
             "out_list": out_list, "out_pos_list": out_pos_list, "class_names": fg_names}
+
+
+def overlay_sample(names: list[str], cls_labels_file: str, count: int) -> set[str]:
+    """The images a pass draws overlays for: ``count`` names spread evenly over the list, preferring images with a
+    foreground class (a picture of a CAM needs a CAM). Every pass picks the same names, so the pictures line up.
+    Without a readable ``cls_labels_file`` the whole list is sampled."""
+    if count <= 0 or not names:
+        return set()
+    try:
+        labels = load_cls_labels(cls_labels_file)
+        positives = [n for n in names if n in labels and labels[n].max() > 0]
+    except (OSError, ValueError):
+        positives = []
+    pool = positives if len(positives) >= count else list(names)
+    step = len(pool) / min(count, len(pool))
+    return {pool[int(i * step)] for i in range(min(count, len(pool)))}

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from data.labels import read_name_list
+from data.labels import read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
@@ -125,7 +125,8 @@ def run(args) -> None:
              len(mine) - len(todo), args.conf_fg_thres, args.conf_bg_thres)
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
            "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
-           "overlay": frozenset(names[: args.cam_num_overlays]), "skip_bad": args.skip_bad}
+           "overlay": frozenset(overlay_sample(
+               names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad}
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     tasks = [(n, cfg) for n in todo]
     workers = min(int(args.num_workers), len(tasks))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import load_cls_labels, read_name_list
+from data.labels import load_cls_labels, read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
 from misc.io import save_args
@@ -69,7 +69,8 @@ def run(args) -> None:
     prepare_out_dir(args.cam_out_dir)
     if dist.is_main():
         save_args(args, args.cam_out_dir, "make_adv_cam")
-    overlay_names = set(names[: args.cam_num_overlays])
+    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
+                                   args.cam_num_overlays)
     todo = pending_names(names, args.cam_out_dir, args.overwrite)
     log.info("make_adv_cam: %d images to do (%d already done), scales %s, adv_iter %d, AD_coeff %g, AD_stepsize %g "
              "(normalised units), score_th %g", len(todo), len(dist.shard(names)) - len(todo), args.cam_scales,

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from data.labels import load_cls_labels, read_name_list
+from data.labels import load_cls_labels, read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.cam import max_normalize
 from misc.io import save_args, save_npz, save_png
@@ -121,7 +121,8 @@ def run(args) -> None:
     prepare_out_dir(args.cam_out_dir)
     if dist.is_main():
         save_args(args, args.cam_out_dir, "make_cam")
-    overlay_names = set(names[: args.cam_num_overlays])
+    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
+                                   args.cam_num_overlays)
     todo = pending_names(names, args.cam_out_dir, args.overwrite)
     log.info("make_cam: %d images to do (%d already done), scales %s", len(todo),
              len(dist.shard(names)) - len(todo), args.cam_scales)

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
-from data.labels import read_name_list
+from data.labels import read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
@@ -169,7 +169,8 @@ def run(args) -> None:
     prepare_out_dir(args.ins_seg_out_dir)
     if dist.is_main():
         save_args(args, args.ins_seg_out_dir, "make_ins_seg")
-    overlay_names = set(names[: args.cam_num_overlays])
+    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
+                                   args.cam_num_overlays)
     mine = dist.shard(names)
     todo = mine if args.overwrite else [
         n for n in mine if not os.path.isfile(artifacts.ins_seg_path(args.ins_seg_out_dir, n))]

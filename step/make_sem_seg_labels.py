@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import read_name_list
+from data.labels import read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_png
 from misc.logutils import progress
@@ -120,7 +120,8 @@ def run(args) -> None:
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
     todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.sem_seg_path(out_dir, n))]
-    overlay_names = set(names[: args.cam_num_overlays])
+    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
+                                   args.cam_num_overlays)
     log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f", PASS_NAME,
              len(todo), len(mine) - len(todo), args.rw_method, args.beta, args.exp_times, args.sem_seg_bg_thres)
     model = None  # loaded on the first image with a present class
