@@ -97,6 +97,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--cam_network", default="net.resnet50_cam", help="accepted for seed compatibility; "
                    "the network is chosen by --backbone")
     g.add_argument("--cam_crop_size", type=int, default=256)
+    g.add_argument("--cam_output_stride", type=int, default=16, choices=(8, 16),
+                   help="8: CAMs on a 2x finer grid for small buildings (~2x slower); the IRN keeps stride 16")
     g.add_argument("--cam_batch_size", type=int, default=16)
     g.add_argument("--cam_num_epochs", "--cam_num_epoches", dest="cam_num_epochs", type=int, default=5)
     g.add_argument("--cam_learning_rate", type=float, default=0.0002,

@@ -52,6 +52,14 @@ class Backbone(nn.Module):
         super().__init__()
         self.freeze_bn = freeze_bn
 
+    def _set_output_stride(self, output_stride: int) -> None:
+        """16 (default: strides 4, 8, 16, 16) or 8 (4, 8, 8, 8: finer CAMs, ~2x the compute). The weights are the
+        same either way (only strides/dilations change), so a state dict moves freely between the two."""
+        if output_stride not in (8, 16):
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+        self.output_stride = output_stride
+        self.strides = (4, 8, 16, 16) if output_stride == 16 else (4, 8, 8, 8)
+
     def _apply_freeze_bn(self) -> None:
         """Put every BatchNorm in eval mode and stop gradients to its affine parameters (no-op if not frozen)."""
         if not self.freeze_bn:
@@ -180,8 +188,9 @@ class ResNet50Backbone(Backbone):
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
 
-    def __init__(self, pretrained: str | None = "default", freeze_bn: bool = True):
+    def __init__(self, pretrained: str | None = "default", freeze_bn: bool = True, output_stride: int = 16):
         super().__init__(freeze_bn=freeze_bn)
+        self._set_output_stride(output_stride)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -189,8 +198,12 @@ class ResNet50Backbone(Backbone):
         self._in_ch = 64
         self.layer1 = self._make_layer(64, blocks=3, stride=1)
         self.layer2 = self._make_layer(128, blocks=4, stride=2)
-        self.layer3 = self._make_layer(256, blocks=6, stride=2)
-        self.layer4 = self._make_layer(512, blocks=3, stride=1, dilation=2)
+        if output_stride == 16:
+            self.layer3 = self._make_layer(256, blocks=6, stride=2)
+            self.layer4 = self._make_layer(512, blocks=3, stride=1, dilation=2)
+        else:  # output stride 8: layer3 keeps stride 8 as well (dilation 2), layer4 dilation 4
+            self.layer3 = self._make_layer(256, blocks=6, stride=1, dilation=2)
+            self.layer4 = self._make_layer(512, blocks=3, stride=1, dilation=4)
         self._init_weights()
 
         if pretrained is None or pretrained == "default":
@@ -357,8 +370,9 @@ class EfficientNetLite0Backbone(Backbone):
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
 
-    def __init__(self, pretrained: str | None = "default", freeze_bn: bool = True):
+    def __init__(self, pretrained: str | None = "default", freeze_bn: bool = True, output_stride: int = 16):
         super().__init__(freeze_bn=freeze_bn)
+        self._set_output_stride(output_stride)
         self._conv_stem = Conv2dSame(3, 32, 3, stride=2)
         self._bn0 = nn.BatchNorm2d(32, eps=LITE0_BN_EPS, momentum=LITE0_BN_MOMENTUM)
         self.act = nn.ReLU6(inplace=True)
@@ -370,10 +384,10 @@ class EfficientNetLite0Backbone(Backbone):
             for i in range(repeats):
                 block_stride = stride if i == 0 else 1
                 block_dilation = dilation
-                if block_stride == 2 and current_stride == 16:
-                    # Output stride 16: this block (112 -> 192, so no identity path either way) runs at stride 1
-                    # with dilation 1, and every later block is dilated by 2 to keep its receptive field.
-                    block_stride, dilation = 1, 2
+                if block_stride == 2 and current_stride >= output_stride:
+                    # Past the output stride: this block (no identity path either way) runs at stride 1 with the
+                    # current dilation, and every later block is dilated twice as much to keep its receptive field.
+                    block_stride, dilation = 1, dilation * 2
                 current_stride *= block_stride
                 block_in = in_ch if i == 0 else out_ch
                 blocks.append(MBConvBlock(block_in, out_ch, kernel, block_stride, expand, dilation=block_dilation))
@@ -424,7 +438,8 @@ BACKBONES: dict[str, type[Backbone]] = {
 }
 
 
-def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: bool = True) -> Backbone:
+def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: bool = True,
+                   output_stride: int = 16) -> Backbone:
     """Build a registered backbone.
 
     Args:
@@ -432,6 +447,7 @@ def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: boo
         pretrained: "default" (the backbone's bundled ImageNet weights; ResNet-50 has none and falls back to random
             init with a warning), a weights file path used exactly as given, or None for random init.
         freeze_bn: keep every BatchNorm in eval mode with frozen affine parameters (IRN's FixedBatchNorm).
+        output_stride: 16 or 8 (see Backbone._set_output_stride).
 
     Returns:
         The backbone; `model(x)` with x (B, 3, H, W) normalised by `model.mean`/`model.std` gives 4 features at
@@ -440,4 +456,5 @@ def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: boo
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     # Weights in channels_last to match the activations (see Backbone.forward); .to(device) preserves the layout.
-    return BACKBONES[name](pretrained=pretrained, freeze_bn=freeze_bn).to(memory_format=torch.channels_last)
+    model = BACKBONES[name](pretrained=pretrained, freeze_bn=freeze_bn, output_stride=output_stride)
+    return model.to(memory_format=torch.channels_last)

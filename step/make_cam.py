@@ -40,7 +40,7 @@ def load_cam_model(weights_path: str, device: torch.device) -> CAMNet:
     # a network trained with SBNet's boundary loss carries its boundary head (unused here, loaded for strictness)
     boundary_head = any(k.startswith("boundary_head.") for k in ckpt["state_dict"])
     model = CAMNet(backbone=built.get("backbone", "efficientnet_lite0"), num_classes=int(num_classes), pretrained=None,
-                   boundary_head=boundary_head)
+                   boundary_head=boundary_head, output_stride=int(built.get("cam_output_stride", 16)))
     load_weights(model, ckpt, path=weights_path)
     return model.to(device).eval()
 

@@ -38,7 +38,7 @@ def build_cam_net(args, num_classes: int, pretrained: bool = True) -> CAMNet:
     if pretrained and weights is None:
         log.warning("train_cam: --pretrained none: the backbone starts from random weights")
     return CAMNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
-                  boundary_head=args.cam_boundary_loss > 0)
+                  boundary_head=args.cam_boundary_loss > 0, output_stride=args.cam_output_stride)
 
 
 def cam_step_losses(model, images: torch.Tensor, labels: torch.Tensor, *, smooth_weight: float = 0.0,

@@ -281,3 +281,16 @@ def test_gradients_reach_stage4(name):
     # ... and through stage 4 down to the stem.
     first_conv = next(m for m in model.stage_modules()[0].modules() if isinstance(m, nn.Conv2d))
     assert first_conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_lite0"])
+def test_output_stride_8_shares_the_weights(name):
+    os16 = build_backbone(name, pretrained=None, output_stride=16)
+    os8 = build_backbone(name, pretrained=None, output_stride=8)
+    assert os8.strides == (4, 8, 8, 8)
+    # only strides/dilations differ: the same state dict fits both
+    os8.load_state_dict(os16.state_dict())
+    feats = os8(torch.rand(1, 3, 64, 48))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 12), (8, 6), (8, 6), (8, 6)]
+    with pytest.raises(ValueError, match="output_stride"):
+        build_backbone(name, pretrained=None, output_stride=32)
