@@ -129,3 +129,9 @@ def al_list_path(strategy: str, ratio: float, folder: str = "cdy12") -> str:
 def al_scores_path(list_path: str) -> str:
     """The JSON of scores next to a chosen list: the list's path with ``.json`` for its extension."""
     return os.path.splitext(list_path)[0] + ".json"
+
+
+def rw_scores_dir(sem_seg_out_dir: str) -> str:
+    """``<sem_seg_out_dir>/rw``: the random walk's normalised scores in the CAM artifact format (written under
+    ``--sem_seg_save_rw``), so that ``eval_cam --cam_out_dir <sem_seg_out_dir>/rw`` sweeps their threshold."""
+    return os.path.join(sem_seg_out_dir, "rw")

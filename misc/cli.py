@@ -133,6 +133,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--exp_times", type=int, default=8, help="random-walk iterations = 2 ** exp_times")
     g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
     g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
+    _bool(g, "--sem_seg_save_rw", default=False,
+          help="also write the walk's scores to <sem_seg_out_dir>/rw/ (CAM format) to sweep the threshold with eval_cam")
     g.add_argument("--sem_seg_cam_power", type=float, default=1.5,
                    help="make_sem_seg: CAMs are raised to this power before the random walk (AdvCAM 1.5, IRN 1)")
     g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"),

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 
 from data.labels import read_name_list, overlay_sample
 from misc import artifacts, dist
-from misc.io import load_npz, load_png, save_args, save_png
+from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
 from misc.robust import BadItems, prepare_out_dir
 from misc.affinity import affinity_edge_map, affinity_random_walk
-from misc.random_walk import label_from_random_walk, random_walk, stride_size
+from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
 from misc.visualize import label_overlay, side_by_side
 
 log = logging.getLogger(__name__)
@@ -49,34 +49,34 @@ RW_TILE_HALO = 128
 
 def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
                 bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                radius: int = RW_RADIUS) -> np.ndarray:
+                radius: int = RW_RADIUS) -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and boundary map.
 
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
         boundary: (ceil(H/4), ceil(W/4)) boundary probability in [0, 1].
     Returns:
-        (H, W) uint8: 0 background, 1..K classes.
+        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)).
     """
     walked = random_walk(cams.float().clamp_min(0).pow(cam_power), boundary, beta=beta, exp_times=exp_times,
                          radius=radius, tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)  # (k, H/4, W/4)
-    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold)
+    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold), walked
 
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
                          bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                         radius: int = RW_RADIUS) -> np.ndarray:
+                         radius: int = RW_RADIUS) -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and AffinityNet embedding.
 
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
         features: (C, ceil(H/4), ceil(W/4)) AffinityNet embedding.
     Returns:
-        (H, W) uint8: 0 background, 1..K classes.
+        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)).
     """
     walked = affinity_random_walk(cams.float().clamp_min(0).pow(cam_power), features, beta=beta, exp_times=exp_times,
                                   radius=radius)  # (k, H/4, W/4)
-    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold)
+    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold), walked
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
@@ -138,6 +138,7 @@ def run(args) -> None:
                     raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
                                      f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
                 boundary = None
+                walked = torch.zeros((0,) + stride_size(h, w))
                 if len(keys) == 0:
                     label = np.zeros((h, w), np.uint8)
                 else:
@@ -152,7 +153,7 @@ def run(args) -> None:
                         if features.shape[-2:] != stride_size(h, w):
                             raise ValueError(f"embedding {tuple(features.shape[-2:])} != stride-4 size "
                                              f"{stride_size(h, w)}")
-                        label = affinity_pseudo_mask(
+                        label, walked = affinity_pseudo_mask(
                             torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
                             bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
                             cam_power=args.sem_seg_cam_power)
@@ -162,7 +163,7 @@ def run(args) -> None:
                         if boundary_t.shape != stride_size(h, w):
                             raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
                                              f"{stride_size(h, w)}")
-                        label = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
+                        label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
                                             (h, w), bg_threshold=args.sem_seg_bg_thres, beta=args.beta,
                                             exp_times=args.exp_times, cam_power=args.sem_seg_cam_power)
                         boundary = boundary_t.float().cpu().numpy()
@@ -171,6 +172,13 @@ def run(args) -> None:
                     gt = load_png(gt_path) if os.path.isfile(gt_path) else None
                     gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
                     write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+                if args.sem_seg_save_rw:
+                    # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
+                    scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() else 1.0
+                    save_npz(artifacts.cam_path(artifacts.rw_scores_dir(out_dir), name), keys=keys.astype(np.int64),
+                             cam=(walked.float() * scale).cpu().numpy(),
+                             high_res=random_walk_scores(walked, (h, w)).cpu().numpy() if len(keys)
+                             else np.zeros((0, h, w), np.float32))
                 save_png(artifacts.sem_seg_path(out_dir, name), label)
     bad.log_summary()
     log.info("%s: pseudo masks in %s", PASS_NAME, out_dir)

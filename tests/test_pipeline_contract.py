@@ -51,6 +51,7 @@ def pipeline(tmp_path_factory):
         "--cam_to_ir_label_pass", "True", "--conf_fg_thres", "0.5", "--conf_bg_thres", "0.3",
         "--train_irn_pass", "True", "--irn_crop_size", str(PATCH), "--irn_batch_size", "4", "--irn_num_epoches", "1",
         "--make_sem_seg_pass", "True", "--eval_sem_seg_pass", "True", "--exp_times", "3",
+        "--sem_seg_save_rw", "True", "--sem_seg_bg_thres", "0.3",
         "--make_ins_seg_pass", "True", "--eval_ins_seg_pass", "True"]) == 0
     # the ir labels were made for the building list only; the seg net trains on the pseudo masks of all images
     assert run_sample.main(common + train + [
@@ -160,3 +161,15 @@ def test_report_page(pipeline):
     assert page.count('src="data:image/png;base64,') == page.count("<img ")
     assert os.path.isfile(pipeline["out"] / "args_report.json")
 
+
+
+def test_random_walk_scores_reproduce_the_pseudo_masks(pipeline):
+    """eval_cam on <sem_seg_out_dir>/rw at the pass's threshold scores exactly what eval_sem_seg scored."""
+    sem_dir = pipeline["out"] / "sem_seg"
+    rw_dir = artifacts.rw_scores_dir(str(sem_dir))
+    assert run_sample.main(["--voc12_root", pipeline["root"], "--eval_cam_pass", "True", "--cam_out_dir", rw_dir,
+                            "--infer_list", str(pipeline["lists"] / "train_aug.txt"), "--cam_eval_thres", "0.3",
+                            "--quiet", "True", "--log_name", str(pipeline["out"] / "log")]) == 0
+    swept = json.load(open(artifacts.eval_json_path(rw_dir, "eval_cam")))
+    direct = json.load(open(artifacts.eval_json_path(str(sem_dir), "eval_sem_seg")))
+    assert swept["miou"] == pytest.approx(direct["miou"], abs=1e-6)
