@@ -156,7 +156,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--seg_crop_size", type=int, default=256)
     g.add_argument("--seg_batch_size", type=int, default=8)
     g.add_argument("--seg_num_epochs", type=int, default=10)
-    g.add_argument("--seg_learning_rate", type=float, default=0.01)
+    g.add_argument("--seg_learning_rate", type=float, default=0.001)
     g.add_argument("--seg_weight_decay", type=float, default=1e-4)
     g.add_argument("--seg_val_list", default=None, help="held-out list for eval_seg")
     g.add_argument("--predict_input", default=None, help="scene(s) to map: a file, folder or glob")

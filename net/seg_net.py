@@ -91,6 +91,9 @@ class SegNet(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
+        # The last layer starts small: He init there gives logits of std ~16 and a first-epoch loss of 5+ on a binary
+        # problem, which the pretrained backbone then pays for with large, damaging updates.
+        nn.init.normal_(self.classifier.weight, std=0.01)
 
     def head_modules(self) -> list[nn.Module]:
         return [self.aspp, self.low_level, self.decoder, self.classifier]
