@@ -138,3 +138,51 @@ def to_numpy_cpu(t: torch.Tensor) -> np.ndarray:
 
 def num_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
     return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
+
+
+def make_train_loader(dataset, batch_size: int, *, num_workers: int, seed: int):
+    """The training DataLoader every training pass uses: seeded shuffling, a DistributedSampler under torchrun,
+    full batches only. Returns (loader, sampler or None, generator); reseed the generator per epoch with
+    :func:`seed_epoch` and call ``sampler.set_epoch`` so that --resume reproduces an uninterrupted run."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from misc import dist
+
+    sampler = DistributedSampler(dataset, seed=seed) if dist.is_distributed() else None
+    generator = seeded_generator(seed)
+    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=sampler is None, sampler=sampler,
+                        num_workers=num_workers, drop_last=True, generator=generator)
+    return loader, sampler, generator
+
+
+def resume_checkpoint(path: str, model: torch.nn.Module, optimizer: "PolyOptimizer", *, expect: dict,
+                      map_location: str | torch.device = "cpu") -> dict | None:
+    """--resume: restore weights, optimiser state and step from ``path`` when it exists (None when it does not).
+
+    ``expect`` holds checkpoint entries that must match (e.g. {"kind": "cam", "num_classes": 1}); a mismatch is an
+    error naming the file, so a run never continues from another model's weights.
+    """
+    if not os.path.isfile(path):
+        log.info("--resume: no checkpoint at %s yet, training from the start", path)
+        return None
+    ckpt = load_checkpoint(path, map_location=map_location)
+    found = {key: ckpt.get(key) for key in expect}
+    if found != expect:
+        raise ValueError(f"--resume: {path} is not the checkpoint this run would write: expected {expect}, "
+                         f"found {found}")
+    load_weights(model, ckpt, path=path)
+    if "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    optimizer.global_step = int(ckpt["step"])
+    log.info("resuming %s from epoch %d (step %d)", path, int(ckpt.get("epoch", 0)), optimizer.global_step)
+    return ckpt
+
+
+def wrap_distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun, the model itself otherwise."""
+    from misc import dist
+
+    if not dist.is_distributed():
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

@@ -19,7 +19,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
 
 from data.irn_dataset import IRNDataset
 from data.labels import read_name_list
@@ -27,8 +26,8 @@ from misc import artifacts, dist
 from misc.affinity import AFF_RADIUS, affinity_edge_map, affinity_loss, feature_affinities
 from misc.io import save_args, save_png
 from misc.logutils import progress
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
-                             seeded_generator)
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
+                             resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
 from misc.visualize import cam_overlay, side_by_side
 from net.affinity_net import AffinityNet
 from net.backbones import BACKBONES
@@ -103,32 +102,14 @@ def run(args) -> None:
     log.info("train_aff: %d images, crop %d, backbone %s, embedding %d, pair radius %d at stride 4",
              len(names), args.aff_crop_size, model.backbone_name, model.embed_dim, AFF_RADIUS)
 
-    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
-    batch_size = min(args.aff_batch_size, len(dataset))
-    generator = seeded_generator(args.seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=generator)
+    loader, sampler, generator = make_train_loader(dataset, args.aff_batch_size, num_workers=args.num_workers,
+                                                   seed=args.seed)
     max_step = len(loader) * args.aff_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.aff_learning_rate), lr=args.aff_learning_rate,
                               weight_decay=args.aff_weight_decay, max_step=max_step)
-
-    start_epoch = 0
-    if args.resume and os.path.isfile(args.aff_weights_name):
-        ckpt = load_checkpoint(args.aff_weights_name)
-        if ckpt.get("kind") != "aff":
-            raise ValueError(f"--resume: {args.aff_weights_name} is not an AffinityNet checkpoint "
-                             f"(kind={ckpt.get('kind')!r})")
-        load_weights(model, ckpt, path=args.aff_weights_name)
-        if "optimizer" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt.get("epoch", 0))
-        optimizer.global_step = int(ckpt["step"])
-        log.info("resuming %s from epoch %d (step %d)", args.aff_weights_name, start_epoch, optimizer.global_step)
-
-    train_model = model
-    if dist.is_distributed():
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    ckpt = resume_checkpoint(args.aff_weights_name, model, optimizer, expect={"kind": "aff"}) if args.resume else None
+    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    train_model = wrap_distributed(model, device)
 
     if dist.is_main():
         save_args(args, os.path.dirname(os.path.abspath(args.aff_weights_name)), "train_aff")

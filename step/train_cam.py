@@ -16,7 +16,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
 
 from data.cls_dataset import ClassificationDataset
 from data.labels import load_cls_labels, read_name_list
@@ -25,8 +24,8 @@ from misc.io import save_args
 from misc.logutils import progress
 from misc.robust import remove_stale_temp_files_of
 from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
-                             seeded_generator)
+from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
+                             seed_epoch, wrap_distributed)
 from net.cam_net import CAMNet
 
 log = logging.getLogger(__name__)
@@ -85,34 +84,15 @@ def run(args) -> None:
         raise ValueError(f"{args.train_list}: no image has a positive label; the classifier cannot learn")
 
     model = build_cam_net(args, num_classes).to(device)
-    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
-    batch_size = min(args.cam_batch_size, len(dataset))
-    generator = seeded_generator(args.seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=generator)
+    loader, sampler, generator = make_train_loader(dataset, args.cam_batch_size, num_workers=args.num_workers,
+                                                   seed=args.seed)
     max_step = len(loader) * args.cam_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.cam_learning_rate), lr=args.cam_learning_rate,
                               weight_decay=args.cam_weight_decay, max_step=max_step)
-
-    start_epoch = 0
-    if args.resume and os.path.isfile(args.cam_weights_name):
-        ckpt = load_checkpoint(args.cam_weights_name)
-        if ckpt.get("kind") != "cam" or int(ckpt.get("num_classes", -1)) != num_classes:
-            raise ValueError(f"--resume: {args.cam_weights_name} is not a CAM checkpoint for {num_classes} classes "
-                             f"(kind {ckpt.get('kind')!r}, num_classes {ckpt.get('num_classes')})")
-        load_weights(model, ckpt, path=args.cam_weights_name)
-        if "optimizer" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt.get("epoch", 0))
-        optimizer.global_step = int(ckpt["step"])
-        log.info("resuming %s from epoch %d (step %d)", args.cam_weights_name, start_epoch, optimizer.global_step)
-    elif args.resume:
-        log.info("--resume: no checkpoint at %s yet, training from the start", args.cam_weights_name)
-
-    train_model = model
-    if dist.is_distributed():
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    expect = {"kind": "cam", "num_classes": num_classes}
+    ckpt = resume_checkpoint(args.cam_weights_name, model, optimizer, expect=expect) if args.resume else None
+    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    train_model = wrap_distributed(model, device)
 
     if dist.is_main():
         remove_stale_temp_files_of(args.cam_weights_name)  # left by a run killed while saving

@@ -13,7 +13,6 @@ import os
 import time
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
 from data.irn_dataset import IRNDataset
 from data.labels import read_name_list
@@ -22,8 +21,8 @@ from misc.io import save_args, save_png
 from misc.logutils import progress
 from misc.robust import remove_stale_temp_files_of
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
-                             seeded_generator)
+from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
+                             resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
 from misc.visualize import cam_overlay, side_by_side
 from net.backbones import BACKBONES
 from net.irn import IRNet
@@ -105,33 +104,15 @@ def run(args) -> None:
     log.info("train_irn: %d images, crop %d, boundary branch %s, backbone %s, pair radius %d at stride 4",
              len(names), args.irn_crop_size, model.boundary_kind, model.backbone_name, TRAIN_RADIUS)
 
-    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
-    batch_size = min(args.irn_batch_size, len(dataset))
-    generator = seeded_generator(args.seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=generator)
+    loader, sampler, generator = make_train_loader(dataset, args.irn_batch_size, num_workers=args.num_workers,
+                                                   seed=args.seed)
     max_step = len(loader) * args.irn_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.irn_learning_rate), lr=args.irn_learning_rate,
                               weight_decay=args.irn_weight_decay, max_step=max_step)
-
-    start_epoch = 0
-    if args.resume and os.path.isfile(args.irn_weights_name):
-        ckpt = load_checkpoint(args.irn_weights_name)
-        if ckpt.get("kind") != "irn" or ckpt.get("boundary") != model.boundary_kind:
-            raise ValueError(f"--resume: {args.irn_weights_name} is not an IRN checkpoint with a "
-                             f"{model.boundary_kind!r} boundary branch (kind={ckpt.get('kind')!r}, "
-                             f"boundary={ckpt.get('boundary')!r})")
-        load_weights(model, ckpt, path=args.irn_weights_name)
-        if "optimizer" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt.get("epoch", 0))
-        optimizer.global_step = int(ckpt["step"])
-        log.info("resuming %s from epoch %d (step %d)", args.irn_weights_name, start_epoch, optimizer.global_step)
-
-    train_model = model
-    if dist.is_distributed():
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    ckpt = (resume_checkpoint(args.irn_weights_name, model, optimizer,
+                              expect={"kind": "irn", "boundary": model.boundary_kind}) if args.resume else None)
+    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    train_model = wrap_distributed(model, device)
 
     if dist.is_main():
         remove_stale_temp_files_of(args.irn_weights_name)  # left by a run killed while saving

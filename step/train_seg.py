@@ -16,7 +16,6 @@ from collections import Counter
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
 
 from data.labels import load_class_names, read_name_list
 from data.seg_dataset import SegmentationDataset
@@ -24,8 +23,8 @@ from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
 from misc.robust import remove_stale_temp_files_of
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
-                             seeded_generator)
+from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
+                             seed_epoch, wrap_distributed)
 from net.seg_net import SegNet
 
 log = logging.getLogger(__name__)
@@ -65,35 +64,17 @@ def run(args) -> None:
              args.backbone)
 
     model = build_seg_net_from_args(args, num_classes).to(device)
-    sampler = DistributedSampler(dataset, seed=args.seed) if dist.is_distributed() else None
-    batch_size = min(args.seg_batch_size, len(dataset))
-    generator = seeded_generator(args.seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.num_workers, drop_last=True, generator=generator)
+    loader, sampler, generator = make_train_loader(dataset, args.seg_batch_size, num_workers=args.num_workers,
+                                                   seed=args.seed)
     max_step = len(loader) * args.seg_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.seg_learning_rate), lr=args.seg_learning_rate,
                               weight_decay=args.seg_weight_decay, max_step=max_step)
-
-    start_epoch, loss_per_epoch = 0, []
-    if args.resume and os.path.isfile(args.seg_weights_name):
-        ckpt = load_checkpoint(args.seg_weights_name, map_location=device)
-        if ckpt.get("kind") != "seg" or int(ckpt.get("num_classes", -1)) != num_classes:
-            raise ValueError(f"--resume: {args.seg_weights_name} is not a segmentation checkpoint for {num_classes} "
-                             f"classes (kind {ckpt.get('kind')!r}, num_classes {ckpt.get('num_classes')})")
-        load_weights(model, ckpt, path=args.seg_weights_name)
-        if "optimizer" in ckpt:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt.get("epoch", 0))
-        optimizer.global_step = int(ckpt["step"])
-        loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", []))
-        log.info("resuming %s from epoch %d (step %d)", args.seg_weights_name, start_epoch, optimizer.global_step)
-    elif args.resume:
-        log.info("--resume: no checkpoint at %s yet, training from the start", args.seg_weights_name)
-
-    train_model = model
-    if dist.is_distributed():
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    expect = {"kind": "seg", "num_classes": num_classes}
+    ckpt = (resume_checkpoint(args.seg_weights_name, model, optimizer, expect=expect, map_location=device)
+            if args.resume else None)
+    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", [])) if ckpt else []
+    train_model = wrap_distributed(model, device)
 
     if dist.is_main():
         remove_stale_temp_files_of(args.seg_weights_name)  # left by a run killed while saving
