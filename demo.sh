@@ -14,7 +14,7 @@ LISTS=$ROOT/lists
 COMMON=(--voc12_root "$ROOT" --seed 0 --log_name "$OUT/demo"
         --cam_weights_name sess/demo_cam.pth --irn_weights_name sess/demo_irn.pth --seg_weights_name sess/demo_seg.pth
         --cam_out_dir "$OUT/cam_adv" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg"
-        --ins_seg_out_dir "$OUT/ins_seg" --seg_out_dir "$OUT/seg" --cam_scales 1.0,0.5,1.5 "$@")
+        --ins_seg_out_dir "$OUT/ins_seg" --seg_out_dir "$OUT/seg" --cam_scales 1.0,1.5,2.0 "$@")
 
 echo "== 1. synthetic scenes -> $RAW; patches and image-level labels -> $ROOT"
 $PY -m data.synthetic --out "$RAW" --num_tiles 3 --scenes_per_tile 4 --size 512 --seed 0
