@@ -20,14 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import load_cls_labels, read_name_list, overlay_sample
 from misc import artifacts, dist
 from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
-from misc.io import save_args
 from misc.logutils import progress
-from misc.robust import BadItems, prepare_out_dir
+from misc.robust import BadItems
 from net.cam_net import CAMNet
-from step.make_cam import load_cam_model, pending_names, present_classes, save_cam_artifact, stride4_size
+from step.make_cam import present_classes, save_cam_artifact, start_cam_pass, stride4_size
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +60,7 @@ def multiscale_adv_cams(model: CAMNet, image: np.ndarray, keys: np.ndarray, scal
 def run(args) -> None:
     from data.raster_io import read_image
 
-    device = torch.device(args.device)
-    names = read_name_list(args.infer_list)
-    cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
-    model = load_cam_model(args.cam_weights_name, device)
-    prepare_out_dir(args.cam_out_dir)
-    if dist.is_main():
-        save_args(args, args.cam_out_dir, "make_adv_cam")
-    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
-                                   args.cam_num_overlays)
-    todo = pending_names(names, args.cam_out_dir, args.overwrite)
+    names, cls_labels, model, overlay_names, todo = start_cam_pass(args, "make_adv_cam")
     log.info("make_adv_cam: %d images to do (%d already done), scales %s, adv_iter %d, AD_coeff %g, AD_stepsize %g "
              "(normalised units), score_th %g", len(todo), len(dist.shard(names)) - len(todo), args.cam_scales,
              args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th)

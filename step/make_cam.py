@@ -111,19 +111,26 @@ def pending_names(names: list[str], out_dir: str, overwrite: bool) -> list[str]:
     return [n for n in mine if not os.path.isfile(artifacts.cam_path(out_dir, n))]
 
 
+def start_cam_pass(args, pass_name: str):
+    """What make_cam and make_adv_cam share before their loop: the list, the image-level labels, the network, the
+    output folder (args json, stale temp files removed), the overlay sample and this rank's pending names.
+
+    Returns (names, cls_labels, model, overlay_names, todo)."""
+    names = read_name_list(args.infer_list)
+    labels_file = artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path)
+    cls_labels = load_cls_labels(labels_file)
+    model = load_cam_model(args.cam_weights_name, torch.device(args.device))
+    prepare_out_dir(args.cam_out_dir)
+    if dist.is_main():
+        save_args(args, args.cam_out_dir, pass_name)
+    overlay_names = overlay_sample(names, labels_file, args.cam_num_overlays)
+    return names, cls_labels, model, overlay_names, pending_names(names, args.cam_out_dir, args.overwrite)
+
+
 def run(args) -> None:
     from data.raster_io import read_image
 
-    device = torch.device(args.device)
-    names = read_name_list(args.infer_list)
-    cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
-    model = load_cam_model(args.cam_weights_name, device)
-    prepare_out_dir(args.cam_out_dir)
-    if dist.is_main():
-        save_args(args, args.cam_out_dir, "make_cam")
-    overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
-                                   args.cam_num_overlays)
-    todo = pending_names(names, args.cam_out_dir, args.overwrite)
+    names, cls_labels, model, overlay_names, todo = start_cam_pass(args, "make_cam")
     log.info("make_cam: %d images to do (%d already done), scales %s", len(todo),
              len(dist.shard(names)) - len(todo), args.cam_scales)
     bad = BadItems("make_cam", skip_bad=args.skip_bad)
