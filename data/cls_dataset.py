@@ -6,11 +6,12 @@ import torch
 from torch.utils.data import Dataset
 
 from data.raster_io import read_image
+from data.seeded import SeededDataset
 from misc import artifacts
 from misc.imutils import color_jitter, random_crop, random_dihedral, rescale, to_float
 
 
-class ClassificationDataset(Dataset):
+class ClassificationDataset(SeededDataset):
     """(image crop, multi-hot label) pairs for training the CAM classifier.
 
     Augmentation: random rescale, a random flip/rotation (overhead imagery has no 'up'), colour jitter and a
@@ -25,22 +26,14 @@ class ClassificationDataset(Dataset):
             raise KeyError(f"{len(missing)} images of the list have no image-level label in cls_labels.npy, "
                            f"e.g. {missing[:3]} (rerun write_numpy.py for this list)")
         self.voc12_root = voc12_root
-        self.names = list(names)
+        super().__init__(names, seed)
         self.labels = cls_labels
         self.crop_size = crop_size
         self.scale_range = scale_range
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image = to_float(read_image(artifacts.image_path(self.voc12_root, name)))
         image = rescale(image, rng.uniform(*self.scale_range))
         (image,) = random_dihedral([image], rng)

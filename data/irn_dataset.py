@@ -1,18 +1,17 @@
 """Training crops for the inter-pixel relation network: image + IR label at stride 4."""
 from __future__ import annotations
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data.raster_io import read_image
+from data.seeded import SeededDataset
 from misc import artifacts
 from misc.imutils import random_crop, random_dihedral, rescale, to_float
 from misc.io import load_png
 from misc.pair_sampler import IGNORE_INDEX, downsample_label
 
 
-class IRNDataset(Dataset):
+class IRNDataset(SeededDataset):
     """(image crop, IR label crop at stride 4) for IRN training.
 
     The IR label ``<ir_label_dir>/<name>.png`` (uint8: 0 background, 1..K classes, 255 unsure) comes from the
@@ -27,22 +26,14 @@ class IRNDataset(Dataset):
     def __init__(self, voc12_root: str, names: list[str], ir_label_dir: str, crop_size: int,
                  scale_range: tuple[float, float] = (0.7, 1.3), seed: int = 0):
         self.voc12_root = voc12_root
-        self.names = list(names)
+        super().__init__(names, seed)
         self.ir_label_dir = ir_label_dir
         self.crop_size = int(crop_size)
         self.scale_range = scale_range
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image = to_float(read_image(artifacts.image_path(self.voc12_root, name)))  # (H, W, 3)
         label_file = artifacts.ir_label_path(self.ir_label_dir, name)
         label = load_png(label_file)

@@ -15,9 +15,9 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data.raster_io import read_image
+from data.seeded import SeededDataset
 from misc import artifacts
 from misc.imutils import color_jitter, random_crop, random_dihedral, rescale, to_float
 from misc.io import load_png
@@ -43,7 +43,7 @@ def label_sources(names: list[str], label_source: str, pixel_names: list[str] | 
     return {n: ("gt" if n in pixel else "pseudo") for n in names}
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(SeededDataset):
     """Training crops with per-pixel labels: {'name', 'img': (3, S, S) float [0, 1], 'label': (S, S) int64}.
 
     Labels are 0..num_classes-1 with 255 = ignore; pixels padded by the crop are 255 too. Augmentation: random
@@ -58,7 +58,7 @@ class SegmentationDataset(Dataset):
                  label_source: str = "pseudo", pseudo_dir: str | None = None, pixel_names: list[str] | None = None,
                  scale_range: tuple[float, float] = (0.75, 1.25), seed: int = 0):
         self.voc12_root = voc12_root
-        self.names = list(names)
+        super().__init__(names, seed)
         self.sources = label_sources(self.names, label_source, pixel_names)
         if pseudo_dir is None and "pseudo" in self.sources.values():
             raise ValueError("pseudo labels requested but no pseudo mask folder (--sem_seg_out_dir) given")
@@ -66,8 +66,6 @@ class SegmentationDataset(Dataset):
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.scale_range = scale_range
-        self.seed = seed
-        self.epoch = 0
         missing = [self.label_path(n) for n in self.names if not os.path.isfile(self.label_path(n))]
         if missing:
             hint = ("run make_sem_seg (--make_sem_seg_pass) for these images or fix --sem_seg_out_dir"
@@ -78,12 +76,6 @@ class SegmentationDataset(Dataset):
         if self.sources[name] == "gt":
             return artifacts.mask_path(self.voc12_root, name)
         return artifacts.sem_seg_path(self.pseudo_dir, name)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     def load_label(self, name: str) -> np.ndarray:
         """uint8 (H, W) label of ``name`` from its source; values other than 0..K-1 and 255 are an error."""
@@ -99,7 +91,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image = to_float(read_image(artifacts.image_path(self.voc12_root, name)))  # (H, W, 3)
         label = self.load_label(name)  # (H, W)
         if image.shape[:2] != label.shape:

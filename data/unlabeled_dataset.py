@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data.raster_io import read_image
+from data.seeded import SeededDataset
 from misc import artifacts
 from misc.imutils import color_jitter, random_crop, random_dihedral, rescale, to_float
 
 
-class UnlabeledCropDataset(Dataset):
+class UnlabeledCropDataset(SeededDataset):
     """{'name', 'img': (3, S, S) float [0, 1], 'valid': (S, S) bool (False where the crop is padding)}.
 
     Randomness comes from (seed, epoch, index), as in SegmentationDataset; call :meth:`set_epoch`.
@@ -24,25 +24,17 @@ class UnlabeledCropDataset(Dataset):
     def __init__(self, voc12_root: str, names: list[str], *, crop_size: int,
                  scale_range: tuple[float, float] = (0.75, 1.25), seed: int = 0):
         self.voc12_root = voc12_root
-        self.names = list(names)
+        super().__init__(names, seed)
         self.crop_size = crop_size
         self.scale_range = scale_range
-        self.seed = seed
-        self.epoch = 0
         missing = [n for n in self.names if not _has_image(voc12_root, n)]
         if missing:
             raise FileNotFoundError(f"{len(missing)} unlabelled images missing, e.g. "
                                     f"{artifacts.IMAGE_DIR}/{missing[0]}.* under {voc12_root} (fix --voc12_root)")
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.names)
-
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image = to_float(read_image(artifacts.image_path(self.voc12_root, name)))  # (H, W, 3)
         valid = np.ones(image.shape[:2], np.uint8)  # (H, W): 1 inside the image, 0 where the crop pads
         scale = rng.uniform(*self.scale_range)
