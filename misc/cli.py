@@ -97,6 +97,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--cam_network", default="net.resnet50_cam", help="accepted for seed compatibility; "
                    "the network is chosen by --backbone")
     g.add_argument("--cam_crop_size", type=int, default=256)
+    g.add_argument("--cam_train_scales", type=float_list, default=(0.7, 1.3),
+                   help="train_cam: range (min,max) of the random rescale before cropping; for 0.5 m imagery "
+                        "train at the scales you infer at, e.g. 1.5,2.0 with --cam_crop_size 512")
     g.add_argument("--cam_output_stride", type=int, default=16, choices=(8, 16),
                    help="8: CAMs on a 2x finer grid for small buildings (~2x slower); the IRN keeps stride 16")
     g.add_argument("--cam_batch_size", type=int, default=16)

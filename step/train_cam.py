@@ -71,11 +71,20 @@ def cam_step_losses(model, images: torch.Tensor, labels: torch.Tensor, *, smooth
     return loss, logits, parts
 
 
+def _scale_range(scales) -> tuple[float, float]:
+    """--cam_train_scales as a (min, max) pair; one value means a fixed rescale."""
+    scales = tuple(float(s) for s in scales)
+    if len(scales) not in (1, 2) or min(scales) <= 0:
+        raise ValueError(f"--cam_train_scales: expected one or two positive numbers (min,max), got {scales}")
+    return (min(scales), max(scales))
+
+
 def run(args) -> None:
     device = torch.device(args.device)
     names = read_name_list(args.train_list)
     cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
-    dataset = ClassificationDataset(args.voc12_root, names, cls_labels, crop_size=args.cam_crop_size, seed=args.seed)
+    dataset = ClassificationDataset(args.voc12_root, names, cls_labels, crop_size=args.cam_crop_size,
+                                    scale_range=_scale_range(args.cam_train_scales), seed=args.seed)
     num_classes = len(next(iter(cls_labels.values())))
     positives = sum(float(cls_labels[n].max()) > 0 for n in names)
     log.info("train_cam: %d images (%d with a foreground class), %d classes, backbone %s",

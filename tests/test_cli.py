@@ -67,3 +67,13 @@ def test_unparseable_pass_value_is_an_error(capsys):
 def test_scales_parse():
     assert parse("--cam_scales 1.0,0.5").cam_scales == (1.0, 0.5)
     assert parse("--cam_scales (1.0,0.5,1.5)").cam_scales == (1.0, 0.5, 1.5)
+
+
+def test_cam_train_scales_parse_to_a_range():
+    from step.train_cam import _scale_range
+    args = build_parser().parse_args(["--cam_train_scales", "2.0,1.5"])
+    assert _scale_range(args.cam_train_scales) == (1.5, 2.0)
+    assert _scale_range(build_parser().parse_args([]).cam_train_scales) == (0.7, 1.3)
+    assert _scale_range((2.0,)) == (2.0, 2.0)
+    with pytest.raises(ValueError, match="cam_train_scales"):
+        _scale_range((0.0, 1.0))

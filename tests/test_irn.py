@@ -295,3 +295,43 @@ def test_load_irn_model_rejects_other_files(tmp_path, nets):
                     extra={"kind": "irn", "boundary": "gated", "backbone": "efficientnet_lite0"})
     with pytest.raises(ValueError, match="bad_irn.pth"):
         load_irn_model(bad_file, torch.device("cpu"))
+
+
+def test_displacement_branch_learns_offsets_to_object_centres():
+    """The displacement loss must fall well below what a constant field scores (a field that ignores the image):
+    on bright squares over a flat background the branch can see where each square is, so it can point at its centre."""
+    rng = np.random.default_rng(0)
+
+    def batch(n=4, size=96):
+        images = np.full((n, 3, size, size), 0.3, np.float32)
+        labels = np.zeros((n, size // 4, size // 4), np.uint8)
+        for b in range(n):
+            for _ in range(2):
+                y, x = rng.integers(0, size - 36, 2)
+                h, w = rng.integers(16, 36, 2)
+                images[b, :, y:y + h, x:x + w] = rng.uniform(0.6, 1.0, (3, 1, 1))
+                mask = np.zeros((size, size), np.uint8)
+                mask[y:y + h, x:x + w] = 1
+                labels[b] = np.maximum(labels[b], downsample_label(mask))
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    torch.manual_seed(0)
+    model = IRNet("efficientnet_lite0", boundary="plain", pretrained="default").train()
+    steps = 40
+    optimizer = PolyOptimizer(model.param_groups(0.1), lr=0.1, weight_decay=1e-4, max_step=steps)
+    test_images, test_labels = batch()
+    with torch.no_grad():
+        logits, dp = model(test_images)
+        start = pair_losses(logits, torch.zeros_like(dp), test_labels)["dp_fg"].item()  # a constant field's loss
+    for _ in range(steps):
+        images, labels = batch()
+        logits, dp = model(images)
+        loss = pair_losses(logits, dp, labels)["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits, dp = model(test_images)
+        end = pair_losses(logits, dp, test_labels)["dp_fg"].item()
+    assert end < 0.6 * start, (start, end)
