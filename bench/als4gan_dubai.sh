@@ -2,13 +2,15 @@
 # Active learning + semi-supervised segmentation on Dubai (seed 002, ALS4GAN), at 2 %, 5 % and 10 % labelled.
 #
 # Pool: every patch of Tiles 1-4 (Dataset/dubai/lists/all.txt, 423 patches, including the ones write_numpy dropped).
-# For each ratio and query strategy (entropy on the CAM classifier's sigmoid, random): select_tiles picks the tiles
+# For each ratio and query strategy (entropy / margin on AL_MODEL's uncertainty, or random): select_tiles picks the tiles
 # to pixel-label, train_semi (self-training with an EMA teacher) trains on them plus a fixed seeded draw of
 # unlabelled tiles, eval_seg scores the held-out Tiles 5-6 (Dataset/dubai/lists/test.txt).
 #
 # Usage: bash bench/als4gan_dubai.sh [OUT_DIR]   (default result/dubai/als4gan; one line per run in OUT_DIR/summary.tsv)
 # Knobs (environment): RATIOS, STRATEGIES, UNLABELED (size of the unlabelled draw), EPOCHS, WARMUP, BATCH,
-#                      CAM_WEIGHTS (the classifier the entropy strategy asks).
+#                      AL_MODEL (cam: the CAM classifier's image-level sigmoids, CAM_WEIGHTS; seg: the mean pixel
+#                      uncertainty of a segmenter trained on the pipeline's pseudo masks, SEG_WEIGHTS; both need image-level
+#                      labels only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-result/dubai/als4gan}
@@ -19,7 +21,9 @@ UNLABELED=${UNLABELED:-150}
 EPOCHS=${EPOCHS:-4}
 WARMUP=${WARMUP:-2}
 BATCH=${BATCH:-4}
+AL_MODEL=${AL_MODEL:-cam}
 CAM_WEIGHTS=${CAM_WEIGHTS:-sess/dubai_cam_lite0.pth}
+SEG_WEIGHTS=${SEG_WEIGHTS:-sess/dubai_seg_pseudo.pth}
 mkdir -p "$OUT"
 
 grep -E '^Tile_[1-4]_' "$ROOT/lists/all.txt" > "$OUT/pool.txt"
@@ -28,9 +32,10 @@ echo "pool: $(wc -l < "$OUT/pool.txt") patches of Tiles 1-4"
 for ratio in $RATIOS; do
   for strategy in $STRATEGIES; do
     tag=${strategy}_${ratio}
+    [ "$strategy" = random ] || tag=${strategy}_${AL_MODEL}_${ratio}
     chosen=$OUT/al_$tag.txt
-    python run_sample.py --select_tiles_pass True --al_strategy "$strategy" --al_ratio "$ratio" --al_model cam \
-        --cam_weights_name "$CAM_WEIGHTS" --al_pool_list "$OUT/pool.txt" --al_out_list "$chosen" \
+    python run_sample.py --select_tiles_pass True --al_strategy "$strategy" --al_ratio "$ratio" --al_model "$AL_MODEL" \
+        --cam_weights_name "$CAM_WEIGHTS" --seg_weights_name "$SEG_WEIGHTS" --al_pool_list "$OUT/pool.txt" --al_out_list "$chosen" \
         --voc12_root "$ROOT" --log_name "$OUT/$tag"
     # the unlabelled tiles: a seeded draw of UNLABELED from the rest of the pool (the same draw for every strategy
     # where the chosen tiles allow it), so the runs differ only in which tiles carry pixel labels
