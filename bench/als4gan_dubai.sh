@@ -10,7 +10,7 @@
 # Knobs (environment): RATIOS, STRATEGIES, UNLABELED (size of the unlabelled draw), EPOCHS, WARMUP, BATCH,
 #                      AL_MODEL (cam: the CAM classifier's image-level sigmoids, CAM_WEIGHTS; seg: the mean pixel
 #                      uncertainty of a segmenter trained on the pipeline's pseudo masks, SEG_WEIGHTS; both need image-level
-#                      labels only).
+#                      labels only), CLASS_PORTION (train_semi --semi_class_portion; > 0 adds _cb<p> to the tags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-result/dubai/als4gan}
@@ -24,6 +24,7 @@ BATCH=${BATCH:-4}
 AL_MODEL=${AL_MODEL:-cam}
 CAM_WEIGHTS=${CAM_WEIGHTS:-sess/dubai_cam_lite0.pth}
 SEG_WEIGHTS=${SEG_WEIGHTS:-sess/dubai_seg_pseudo.pth}
+CLASS_PORTION=${CLASS_PORTION:-0}
 mkdir -p "$OUT"
 
 grep -E '^Tile_[1-4]_' "$ROOT/lists/all.txt" > "$OUT/pool.txt"
@@ -33,6 +34,8 @@ for ratio in $RATIOS; do
   for strategy in $STRATEGIES; do
     tag=${strategy}_${ratio}
     [ "$strategy" = random ] || tag=${strategy}_${AL_MODEL}_${ratio}
+    run=$tag
+    [ "$CLASS_PORTION" = 0 ] || run=${tag}_cb$CLASS_PORTION
     chosen=$OUT/al_$tag.txt
     python run_sample.py --select_tiles_pass True --al_strategy "$strategy" --al_ratio "$ratio" --al_model "$AL_MODEL" \
         --cam_weights_name "$CAM_WEIGHTS" --seg_weights_name "$SEG_WEIGHTS" --al_pool_list "$OUT/pool.txt" --al_out_list "$chosen" \
@@ -49,12 +52,12 @@ open(sys.argv[4], "w").write("\n".join(sorted(rest)) + "\n")
 EOF
     python run_sample.py --train_semi_pass True --eval_seg_pass True --voc12_root "$ROOT" \
         --semi_labeled_list "$chosen" --semi_unlabeled_list "$OUT/unlabeled_$tag.txt" --train_list "$OUT/pool.txt" \
-        --semi_method self_training --semi_conf_thres 0.9 --semi_num_epochs "$EPOCHS" --semi_warmup_epochs "$WARMUP" \
+        --semi_method self_training --semi_conf_thres 0.9 --semi_class_portion "$CLASS_PORTION" --semi_num_epochs "$EPOCHS" --semi_warmup_epochs "$WARMUP" \
         --seg_batch_size "$BATCH" --seg_crop_size 256 --seg_learning_rate 0.001 \
-        --semi_weights_name "$OUT/semi_$tag.pth" --seg_weights_name "$OUT/semi_$tag.pth" \
-        --seg_val_list "$ROOT/lists/test.txt" --seg_out_dir "$OUT/seg_$tag" --seg_num_overlays 4 \
-        --log_name "$OUT/$tag"
-    python - "$OUT/seg_$tag/eval_seg.json" "$tag" "$(wc -l < "$chosen")" "$chosen" "$ROOT" >> "$OUT/summary.tsv" <<'EOF'
+        --semi_weights_name "$OUT/semi_$run.pth" --seg_weights_name "$OUT/semi_$run.pth" \
+        --seg_val_list "$ROOT/lists/test.txt" --seg_out_dir "$OUT/seg_$run" --seg_num_overlays 4 \
+        --log_name "$OUT/$run"
+    python - "$OUT/seg_$run/eval_seg.json" "$run" "$(wc -l < "$chosen")" "$chosen" "$ROOT" >> "$OUT/summary.tsv" <<'EOF'
 import json, sys
 import numpy as np
 from PIL import Image

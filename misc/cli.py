@@ -191,6 +191,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--semi_method", default="self_training", choices=("self_training", "s4gan"))
     g.add_argument("--semi_conf_thres", type=float, default=0.9,
                    help="self_training: teacher pixels with a lower top probability are ignored")
+    g.add_argument("--semi_class_portion", type=float, default=0.0,
+                   help="self_training: class-balanced pseudo labels (CBST): each predicted class keeps at least its "
+                        "most confident fraction of the batch's pixels, e.g. 0.5 (0 = the global threshold only)")
     g.add_argument("--semi_num_epochs", type=int, default=10, help="an epoch is one pass over the unlabelled tiles")
     g.add_argument("--semi_unsup_weight", type=float, default=1.0, help="weight of the pseudo-label loss")
     g.add_argument("--semi_warmup_epochs", type=int, default=1,

@@ -12,14 +12,28 @@ IGNORE_INDEX = 255
 
 
 def confident_pseudo_labels(probs: torch.Tensor, threshold: float,
-                            valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Argmax pseudo labels of the pixels whose top probability reaches ``threshold``; the others are 255.
+                            valid: torch.Tensor | None = None, class_portion: float = 0.0) -> torch.Tensor:
+    """Argmax pseudo labels of the pixels whose top probability reaches their class's threshold; the others are 255.
 
     probs: (B, K, H, W) class probabilities; valid: optional (B, H, W) bool (False = padding, also 255).
+    class_portion: 0 → one global ``threshold``. p in (0, 1] → class-balanced selection (CBST, Zou et al. 2018):
+    class c's threshold is ``min(threshold, the (1 - p) quantile of the confidences of the batch's valid pixels
+    predicted c)``, so at least the most confident fraction p of every predicted class is kept. A rare class (a few
+    buildings among desert) is then never dropped wholesale because its pixels are less confident than the
+    background's, the confirmation bias that makes a global threshold drift towards the majority class.
     Returns (B, H, W) int64.
     """
+    if not 0.0 <= class_portion <= 1.0:
+        raise ValueError(f"class_portion must lie in [0, 1], got {class_portion}")
     confidence, labels = probs.max(dim=1)  # (B, H, W) each
-    ignore = confidence < threshold
+    thresholds = torch.full_like(confidence, float(threshold))
+    if class_portion > 0:
+        usable = valid if valid is not None else torch.ones_like(labels, dtype=torch.bool)
+        for c in labels[usable].unique().tolist():
+            members = usable & (labels == c)
+            quantile = torch.quantile(confidence[members].float(), 1.0 - class_portion).to(confidence.dtype)
+            thresholds[labels == c] = torch.clamp(quantile, max=float(threshold))
+    ignore = confidence < thresholds
     if valid is not None:
         ignore |= ~valid
     return labels.masked_fill(ignore, IGNORE_INDEX)

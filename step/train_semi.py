@@ -13,7 +13,8 @@ weight --semi_unsup_weight, switched on after --semi_warmup_epochs); an epoch is
 
 - ``self_training``: the pseudo labels come from an EMA teacher (mean teacher; ``--semi_ema_decay``, 0 = the
   current student) run in eval mode without gradient on the same crop; pixels whose top teacher probability is
-  below ``--semi_conf_thres`` are ignored. An EMA teacher rather than the student itself: its predictions change
+  below ``--semi_conf_thres`` are ignored (with ``--semi_class_portion p`` > 0, each predicted class keeps at least
+  its most confident fraction p: CBST's class-balanced selection, see misc/semi.py). An EMA teacher rather than the student itself: its predictions change
   slowly, so a pixel's pseudo label does not follow the student's own last mistake (confirmation bias). The teacher
   copies the student during the warm-up and then averages with mean teacher's ramp min(decay, 1 - 1/(k + 1)), so the
   first pseudo labels come from the warmed-up network, not from the random initial head.
@@ -88,7 +89,7 @@ def _labeled_batches(loader: DataLoader, dataset, generator: torch.Generator, se
 
 def self_training_losses(student: torch.nn.Module, teacher: torch.nn.Module, images_l: torch.Tensor,
                          labels_l: torch.Tensor, images_u: torch.Tensor, valid_u: torch.Tensor, *,
-                         conf_thres: float) -> dict:
+                         conf_thres: float, class_portion: float = 0.0) -> dict:
     """Supervised CE on (images_l (Bl, 3, S, S), labels_l (Bl, S, S)) and CE on images_u against the teacher's
     confident pseudo labels (pixels below ``conf_thres`` or outside ``valid_u`` (Bu, S, S) ignored).
 
@@ -96,7 +97,7 @@ def self_training_losses(student: torch.nn.Module, teacher: torch.nn.Module, ima
     """
     with torch.no_grad():
         teacher_probs = torch.softmax(teacher(images_u).float(), dim=1)  # (Bu, K, S, S)
-    pseudo = confident_pseudo_labels(teacher_probs, conf_thres, valid_u)  # (Bu, S, S)
+    pseudo = confident_pseudo_labels(teacher_probs, conf_thres, valid_u, class_portion)  # (Bu, S, S)
     logits = student(torch.cat([images_l, images_u]))  # (Bl + Bu, K, S, S); GroupNorm is per sample
     loss_sup, _ = seg_loss(logits[:len(images_l)], labels_l)
     loss_unsup, pseudo_pixels = seg_loss(logits[len(images_l):], pseudo)
@@ -161,6 +162,8 @@ def run(args) -> None:
     if dist.is_distributed():
         raise RuntimeError("train_semi runs in a single process (its teacher/discriminator are not synchronised "
                            "across ranks); start it without torchrun")
+    if not 0.0 <= args.semi_class_portion <= 1.0:
+        raise ValueError(f"--semi_class_portion must lie in [0, 1], got {args.semi_class_portion}")
     if not args.semi_labeled_list:
         raise ValueError("train_semi needs --semi_labeled_list (e.g. the list written by select_tiles)")
     device = torch.device(args.device)
@@ -238,7 +241,8 @@ def run(args) -> None:
             if method == "self_training":
                 if unsup_weight > 0:
                     out = self_training_losses(model, teacher, images_l, labels_l, images_u, valid_u,
-                                               conf_thres=args.semi_conf_thres)
+                                               conf_thres=args.semi_conf_thres,
+                                               class_portion=args.semi_class_portion)
                 else:  # warm-up: the teacher's guesses are not used yet, so do not pay for them
                     out = {"sup": seg_loss(model(images_l), labels_l)[0], "unsup": torch.zeros((), device=device),
                            "pseudo_pixels": 0, "valid_pixels": int(valid_u.sum())}
@@ -288,7 +292,7 @@ def run(args) -> None:
                  **model.config,
                  "semi": {"method": method, "labeled_list": args.semi_labeled_list, "num_labeled": len(labeled),
                           "num_unlabeled": len(unlabeled), "conf_thres": args.semi_conf_thres,
-                          "ema_decay": args.semi_ema_decay, "disc_thres": args.s4gan_disc_thres}}
+                          "class_portion": args.semi_class_portion, "ema_decay": args.semi_ema_decay, "disc_thres": args.s4gan_disc_thres}}
         if teacher is not None:
             extra["teacher_state_dict"] = {k: v.detach().cpu() for k, v in teacher.state_dict().items()}
         if disc is not None:

@@ -47,6 +47,23 @@ def test_pixels_below_the_confidence_threshold_are_ignored():
     assert confident_pseudo_labels(probs, threshold=0.5).tolist() == [[[0, 0, 1, 0]]]  # ties go to class 0
 
 
+def test_class_balanced_pseudo_labels_keep_the_most_confident_part_of_a_rare_class():
+    # 8 background pixels, all confident (0.95..0.99); 4 building pixels, none above the global 0.9
+    p_bg = torch.tensor([0.95, 0.96, 0.97, 0.98, 0.99, 0.95, 0.96, 0.97, 0.2, 0.3, 0.35, 0.4])
+    probs = torch.stack([p_bg, 1 - p_bg])[None, :, None, :]  # (1, 2, 1, 12); building confidences 0.8, 0.7, 0.65, 0.6
+    assert confident_pseudo_labels(probs, 0.9).tolist() == [[[0] * 8 + [255] * 4]]  # global: the buildings vanish
+    balanced = confident_pseudo_labels(probs, 0.9, class_portion=0.5)[0, 0].tolist()
+    assert balanced[:8] == [0] * 8  # background: its own 0.5 quantile is above 0.9, so the global 0.9 applies
+    assert balanced[8:] == [1, 1, 255, 255]  # building: the more confident half (0.8, 0.7) is kept
+    # padding stays 255 and takes no part in the quantiles: the building median is then that of 0.7, 0.65, 0.6
+    # (with the padded 0.8 counted it would be 0.675 and drop the 0.65 pixel)
+    valid = torch.ones(1, 1, 12, dtype=torch.bool)
+    valid[0, 0, 8] = False
+    assert confident_pseudo_labels(probs, 0.9, valid=valid, class_portion=0.5)[0, 0, 8:].tolist() == [255, 1, 1, 255]
+    with pytest.raises(ValueError, match="class_portion"):
+        confident_pseudo_labels(probs, 0.9, class_portion=1.5)
+
+
 def test_self_training_unlabelled_loss_is_cross_entropy_over_the_confident_teacher_pixels_only():
     teacher_logits = torch.tensor([[[4.0, 0.2]], [[0.0, 0.0]]])  # (K=2, 1, 2): pixel 0 confident (0.98), 1 not (0.55)
     student_logits = torch.tensor([[[0.5, -1.0]], [[1.5, 2.0]]])
