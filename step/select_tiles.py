@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from data.labels import read_name_list
+from data.labels import load_class_names, read_name_list
 from data.raster_io import read_image
 from misc import active_learning, artifacts
 from misc.io import save_args, save_json, save_text_lines
@@ -63,6 +63,14 @@ def seg_scores(names: list[str], args, strategy: str, device: torch.device) -> n
     return scores
 
 
+def _num_classes(voc12_root: str) -> int | None:
+    """Classes of the data set incl. background, or None without a readable classes.json (only used for advice)."""
+    try:
+        return len(load_class_names(voc12_root))
+    except (OSError, ValueError):
+        return None
+
+
 def run(args) -> None:
     device = torch.device(args.device)
     pool_list = args.al_pool_list or args.train_list
@@ -79,6 +87,10 @@ def run(args) -> None:
         if args.al_model == "cam":
             weights = args.cam_weights_name
             scores = cam_scores(names, args.voc12_root, weights, args.al_strategy, device)
+            if _num_classes(args.voc12_root) == 2:
+                log.warning("select_tiles: with one foreground class the CAM classifier is most unsure about tiles "
+                            "with a sliver of it; on Dubai such picks held 1.5-2 % building pixels and taught a "
+                            "segmenter nothing (BENCHMARKS.md). Consider --al_model seg or --al_strategy random.")
         else:
             weights = args.seg_weights_name
             scores = seg_scores(names, args, args.al_strategy, device)
