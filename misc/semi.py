@@ -32,7 +32,7 @@ def confident_pseudo_labels(probs: torch.Tensor, threshold: float,
         for c in labels[usable].unique().tolist():
             members = usable & (labels == c)
             quantile = torch.quantile(confidence[members].float(), 1.0 - class_portion).to(confidence.dtype)
-            thresholds[labels == c] = torch.clamp(quantile, max=float(threshold))
+            thresholds[members] = torch.clamp(quantile, max=float(threshold))  # other pixels of c are ignored
     ignore = confidence < thresholds
     if valid is not None:
         ignore |= ~valid

@@ -49,6 +49,11 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _stage_context(projections: nn.ModuleList, feats: list[torch.Tensor], size) -> list[torch.Tensor]:
+    """IRN's per-stage context: each stage map through its projection (1×1 conv + GN + ReLU), upsampled to ``size``."""
+    return [_upsample(m(f), size) for m, f in zip(projections, feats)]
+
+
 class ResidualBlock(nn.Module):
     """Two 3×3 conv + GroupNorm with an identity path (the shape stream's refinement block)."""
 
@@ -122,8 +127,7 @@ class GatedBoundary(nn.Module):
             stream = self.reduce[k](self.blocks[k](stream))
             stream, alpha = self.gates[k](stream, side)
             gates.append(alpha)
-        context = [_upsample(m(f), size) for m, f in zip(self.context, feats)]
-        logits = self.fuse(torch.cat([stream, *context], dim=1))
+        logits = self.fuse(torch.cat([stream, *_stage_context(self.context, feats, size)], dim=1))
         return (logits, gates) if return_gates else logits
 
 
@@ -137,7 +141,7 @@ class PlainBoundary(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], return_gates: bool = False):
         size = feats[0].shape[-2:]
-        logits = self.fuse(torch.cat([_upsample(m(f), size) for m, f in zip(self.stages, feats)], dim=1))
+        logits = self.fuse(torch.cat(_stage_context(self.stages, feats, size), dim=1))
         return (logits, []) if return_gates else logits
 
 

@@ -14,10 +14,11 @@ weight --semi_unsup_weight, switched on after --semi_warmup_epochs); an epoch is
 - ``self_training``: the pseudo labels come from an EMA teacher (mean teacher; ``--semi_ema_decay``, 0 = the
   current student) run in eval mode without gradient on the same crop; pixels whose top teacher probability is
   below ``--semi_conf_thres`` are ignored (with ``--semi_class_portion p`` > 0, each predicted class keeps at least
-  its most confident fraction p: CBST's class-balanced selection, see misc/semi.py). An EMA teacher rather than the student itself: its predictions change
-  slowly, so a pixel's pseudo label does not follow the student's own last mistake (confirmation bias). The teacher
-  copies the student during the warm-up and then averages with mean teacher's ramp min(decay, 1 - 1/(k + 1)), so the
-  first pseudo labels come from the warmed-up network, not from the random initial head.
+  its most confident fraction p: CBST's class-balanced selection, see misc/semi.py). An EMA teacher rather than the
+  student itself: its predictions change slowly, so a pixel's pseudo label does not follow the student's own last
+  mistake (confirmation bias). The teacher copies the student during the warm-up and then averages with mean
+  teacher's ramp min(decay, 1 - 1/(k + 1)), so the first pseudo labels come from the warmed-up network, not from the
+  random initial head.
 - ``s4gan``: as in S4GAN/ALS4GAN, the student's own detached prediction is the pseudo label of a whole tile, used only
   when a discriminator on (image, softmax) pairs — trained to tell one-hot ground truth from predictions — gives the
   tile a confidence above ``--s4gan_disc_thres``; plus S4GAN's feature-matching loss (weight --s4gan_fm_weight)
@@ -292,7 +293,8 @@ def run(args) -> None:
                  **model.config,
                  "semi": {"method": method, "labeled_list": args.semi_labeled_list, "num_labeled": len(labeled),
                           "num_unlabeled": len(unlabeled), "conf_thres": args.semi_conf_thres,
-                          "class_portion": args.semi_class_portion, "ema_decay": args.semi_ema_decay, "disc_thres": args.s4gan_disc_thres}}
+                          "class_portion": args.semi_class_portion, "ema_decay": args.semi_ema_decay,
+                          "disc_thres": args.s4gan_disc_thres}}
         if teacher is not None:
             extra["teacher_state_dict"] = {k: v.detach().cpu() for k, v in teacher.state_dict().items()}
         if disc is not None:
