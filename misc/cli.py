@@ -140,6 +140,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
           help="also write the walk's scores to <sem_seg_out_dir>/rw/ (CAM format) to sweep the threshold with eval_cam")
     g.add_argument("--sem_seg_cam_power", type=float, default=1.5,
                    help="make_sem_seg: CAMs are raised to this power before the random walk (AdvCAM 1.5, IRN 1)")
+    g.add_argument("--rw_normalize", default="max", choices=("max", "none", "local"),
+                   help="make_sem_seg: divide the walked scores before the background threshold by their maximum "
+                        "(max: IRN), by nothing (none: the CAMs' scale) or by the walk of a map of ones (local: the "
+                        "region's mean CAM; the IRN walk only, for affinitynet it equals none)")
     g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"),
                    help="make_sem_seg: walk over IRN's boundary map (irn) or AffinityNet's learned affinities "
                         "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8)")

@@ -184,22 +184,28 @@ def random_walk(cams: torch.Tensor, boundary: torch.Tensor, *, beta: float = 10.
     return out
 
 
-def random_walk_scores(walked: torch.Tensor, image_hw: tuple[int, int], *, stride: int = 4) -> torch.Tensor:
-    """Walked stride-``stride`` maps (k, h, w) → full-size scores (k, H, W) divided by their overall maximum (IRN's
-    normalisation, which the background threshold is compared with)."""
+def random_walk_scores(walked: torch.Tensor, image_hw: tuple[int, int], *, stride: int = 4,
+                       normalize: bool = True) -> torch.Tensor:
+    """Walked stride-``stride`` maps (k, h, w) → full-size scores (k, H, W), divided by their overall maximum when
+    ``normalize`` (IRN's normalisation, which the background threshold is compared with).
+
+    The walk averages, so without the division the scores stay on the CAMs' scale. With it, a CAM that the walk has
+    spread thinly over a whole patch is stretched back to 1 everywhere; ``normalize=False`` keeps it low.
+    """
     height, width = image_hw
     up = F.interpolate(walked[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)
     up = up[0, :, :height, :width]  # (k, H, W)
     if up.shape[-2:] != (height, width):
         raise ValueError(f"walked maps {tuple(walked.shape[-2:])} ×{stride} do not cover the image {height}x{width}")
-    return up / up.max().clamp_min(1e-5)
+    return up / up.max().clamp_min(1e-5) if normalize else up
 
 
 def label_from_random_walk(walked: torch.Tensor, keys: np.ndarray, image_hw: tuple[int, int], *,
-                           bg_threshold: float, stride: int = 4) -> np.ndarray:
+                           bg_threshold: float, stride: int = 4, normalize: bool = True) -> np.ndarray:
     """Pseudo mask from walked stride-``stride`` maps, as IRN's make_sem_seg_labels does it.
 
-    Upsample ×stride (bilinear) and crop to the image, divide by the maximum over all channels and pixels, put a
+    Upsample ×stride (bilinear) and crop to the image, divide by the maximum over all channels and pixels (unless
+    ``normalize`` is False: see :func:`random_walk_scores`), put a
     constant ``bg_threshold`` background channel in front (IRN pads it after the walk; background is never walked),
     take the argmax and map it through ``[0, keys + 1]``.
 
@@ -215,7 +221,7 @@ def label_from_random_walk(walked: torch.Tensor, keys: np.ndarray, image_hw: tup
         return np.zeros((height, width), np.uint8)
     if walked.shape[0] != len(keys):
         raise ValueError(f"{walked.shape[0]} walked maps but {len(keys)} keys")
-    up = random_walk_scores(walked, image_hw, stride=stride)
+    up = random_walk_scores(walked, image_hw, stride=stride, normalize=normalize)
     scores = F.pad(up, (0, 0, 0, 0, 1, 0), value=bg_threshold)  # (k + 1, H, W), background first
     lookup = np.concatenate([[0], np.asarray(keys, np.int64) + 1]).astype(np.uint8)
     return lookup[scores.argmax(dim=0).cpu().numpy()]

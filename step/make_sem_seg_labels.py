@@ -2,8 +2,9 @@
 
 For each image of --infer_list: the trained IRN predicts a stride-4 boundary map (image and flip averaged), the
 stride-4 CAMs (raised to --sem_seg_cam_power, as AdvCAM does) walk ``2 ** --exp_times`` steps over the affinities
-``(1 - boundary) ** --beta`` (misc/random_walk.py), are upsampled ×4, divided by their maximum and compared with a
-constant background score --sem_seg_bg_thres; the argmax is the pseudo mask. An image without a present class is all
+``(1 - boundary) ** --beta`` (misc/random_walk.py), are upsampled ×4, divided by their maximum (--rw_normalize max,
+IRN's way; ``none`` keeps the CAMs' scale) and compared with a constant background score --sem_seg_bg_thres; the
+argmax is the pseudo mask. An image without a present class is all
 background and costs no network call.
 
 With --rw_method affinitynet (AffinityNet, Ahn & Kwak 2018, as SBNet uses it) the network is the embedding trained by
@@ -45,27 +46,42 @@ RW_RADIUS = 5  # IRN: neighbours within 5 stride-4 pixels
 # bounds memory on whole scenes; patches of the usual sizes are walked in one piece.
 RW_TILE_SIZE = 1024
 RW_TILE_HALO = 128
+RW_NORMALIZATIONS = ("max", "none", "local")
 
 
 def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
                 bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                radius: int = RW_RADIUS) -> tuple[np.ndarray, torch.Tensor]:
+                radius: int = RW_RADIUS, normalization: str = "max") -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and boundary map.
 
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
         boundary: (ceil(H/4), ceil(W/4)) boundary probability in [0, 1].
+        normalization: what the walked scores are divided by before the background threshold: ``max`` their
+            overall maximum (IRN), ``none`` nothing (the CAMs' scale), ``local`` the walk of a map of ones (the same
+            walk applied to ``1 - boundary``), which makes each score the weighted mean CAM of the region the walk
+            reached from that pixel, undoing the dimming that IRN's ``(1 - boundary)`` seed mask causes near edges.
     Returns:
-        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)).
+        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)), already divided by
+        the local mass for ``local``.
     """
-    walked = random_walk(cams.float().clamp_min(0).pow(cam_power), boundary, beta=beta, exp_times=exp_times,
-                         radius=radius, tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)  # (k, H/4, W/4)
-    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold), walked
+    if normalization not in RW_NORMALIZATIONS:
+        raise ValueError(f"normalization {normalization!r}: choose one of {RW_NORMALIZATIONS}")
+    seeds = cams.float().clamp_min(0).pow(cam_power)
+    if normalization == "local":
+        seeds = torch.cat([seeds, torch.ones_like(seeds[:1])])
+    walked = random_walk(seeds, boundary, beta=beta, exp_times=exp_times,
+                         radius=radius, tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)  # (k[+1], H/4, W/4)
+    if normalization == "local":
+        walked = walked[:-1] / walked[-1:].clamp_min(1e-6)
+    label = label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold,
+                                   normalize=normalization == "max")
+    return label, walked
 
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
                          bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                         radius: int = RW_RADIUS) -> tuple[np.ndarray, torch.Tensor]:
+                         radius: int = RW_RADIUS, normalize: bool = True) -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and AffinityNet embedding.
 
     Args:
@@ -76,7 +92,7 @@ def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.T
     """
     walked = affinity_random_walk(cams.float().clamp_min(0).pow(cam_power), features, beta=beta, exp_times=exp_times,
                                   radius=radius)  # (k, H/4, W/4)
-    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold), walked
+    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold, normalize=normalize), walked
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
@@ -112,6 +128,9 @@ def run(args) -> None:
 
     if args.rw_method not in ("irn", "affinitynet"):
         raise ValueError(f"--rw_method {args.rw_method!r}: choose 'irn' or 'affinitynet'")
+    if args.rw_normalize not in RW_NORMALIZATIONS:
+        raise ValueError(f"--rw_normalize {args.rw_normalize!r}: choose one of {RW_NORMALIZATIONS}")
+    normalize = args.rw_normalize == "max"
     device = torch.device(args.device)
     names = read_name_list(args.infer_list)
     out_dir = args.sem_seg_out_dir
@@ -122,8 +141,9 @@ def run(args) -> None:
     todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.sem_seg_path(out_dir, n))]
     overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
                                    args.cam_num_overlays)
-    log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f", PASS_NAME,
-             len(todo), len(mine) - len(todo), args.rw_method, args.beta, args.exp_times, args.sem_seg_bg_thres)
+    log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f, "
+             "normalisation %s", PASS_NAME, len(todo), len(mine) - len(todo), args.rw_method, args.beta, args.exp_times,
+             args.sem_seg_bg_thres, args.rw_normalize)
     model = None  # loaded on the first image with a present class
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     with torch.inference_mode():
@@ -156,7 +176,7 @@ def run(args) -> None:
                         label, walked = affinity_pseudo_mask(
                             torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
                             bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
-                            cam_power=args.sem_seg_cam_power)
+                            cam_power=args.sem_seg_cam_power, normalize=normalize)
                         boundary = affinity_edge_map(features).cpu().numpy()
                     else:
                         boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
@@ -165,7 +185,8 @@ def run(args) -> None:
                                              f"{stride_size(h, w)}")
                         label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
                                             (h, w), bg_threshold=args.sem_seg_bg_thres, beta=args.beta,
-                                            exp_times=args.exp_times, cam_power=args.sem_seg_cam_power)
+                                            exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
+                                            normalization=args.rw_normalize)
                         boundary = boundary_t.float().cpu().numpy()
                 if name in overlay_names:  # before the pseudo mask: the mask marks the item done
                     gt_path = artifacts.mask_path(args.voc12_root, name)
@@ -174,10 +195,11 @@ def run(args) -> None:
                     write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
                 if args.sem_seg_save_rw:
                     # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
-                    scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() else 1.0
+                    scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0
                     save_npz(artifacts.cam_path(artifacts.rw_scores_dir(out_dir), name), keys=keys.astype(np.int64),
                              cam=(walked.float() * scale).cpu().numpy(),
-                             high_res=random_walk_scores(walked, (h, w)).cpu().numpy() if len(keys)
+                             high_res=random_walk_scores(walked, (h, w), normalize=normalize).cpu().numpy()
+                             if len(keys)
                              else np.zeros((0, h, w), np.float32))
                 save_png(artifacts.sem_seg_path(out_dir, name), label)
     bad.log_summary()

@@ -173,3 +173,35 @@ def test_label_from_random_walk_by_hand():
     assert set(np.unique(label)) <= {0, 2}
     assert label[7, 0] == 2 and label[0, 6] == 2 and label[0, 0] == 0 and label[7, 6] == 0
     assert label_from_random_walk(walked[:0], np.array([], np.int64), (5, 5), bg_threshold=0.25).max() == 0
+
+
+def test_label_from_random_walk_without_normalisation_keeps_the_cam_scale():
+    walked = torch.tensor([[[0.1, 0.2], [0.3, 0.05]]])  # max 0.3: normalised 0.33, 0.67, 1, 0.17
+    label = label_from_random_walk(walked, np.array([0]), (2, 2), bg_threshold=0.25, normalize=False, stride=1)
+    assert label.tolist() == [[0, 0], [1, 0]]
+    normalised = label_from_random_walk(walked, np.array([0]), (2, 2), bg_threshold=0.25, stride=1)
+    assert normalised.tolist() == [[1, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("normalization, expected", [("max", 1.0), ("none", None), ("local", 0.4)])
+def test_pseudo_mask_normalisations_on_a_flat_cam(normalization, expected):
+    """A flat CAM of 0.4 under a patchy boundary map: the walk only averages, so ``local`` (walk of the CAM over the
+    walk of ones) gives back exactly 0.4 everywhere, ``max`` stretches it to 1 somewhere, and ``none`` is dimmed near
+    the boundaries by IRN's (1 - boundary) seed mask, never above 0.4."""
+    from step.make_sem_seg_labels import pseudo_mask
+
+    g = torch.Generator().manual_seed(0)
+    boundary = torch.rand(12, 10, generator=g) * 0.6
+    cams = torch.full((1, 12, 10), 0.4)
+    label, walked = pseudo_mask(cams, np.array([0]), boundary, (48, 40), bg_threshold=0.3, beta=10, exp_times=3,
+                                cam_power=1.0, radius=3, normalization=normalization)
+    if normalization == "local":
+        assert torch.allclose(walked, torch.full_like(walked, 0.4), atol=1e-5)
+        assert (label == 1).all()  # 0.4 > 0.3 everywhere
+    elif normalization == "max":
+        assert float(walked.max()) < 0.4 and (label == 1).any()  # stretched: the maximum pixel becomes 1
+    else:
+        assert float(walked.max()) < 0.4 - 1e-3 and float(walked.min()) > 0
+    with pytest.raises(ValueError, match="normalization"):
+        pseudo_mask(cams, np.array([0]), boundary, (48, 40), bg_threshold=0.3, beta=10, exp_times=3,
+                    normalization="mean")
