@@ -15,7 +15,7 @@ import time
 from misc import dist
 from misc.cli import build_parser, enabled_passes
 from misc.logutils import log_exception_to_files, setup_logging
-from misc.torchutils import resolve_device, set_seed
+from misc.torchutils import resolve_device, set_seed, tune_cpu_allocator
 
 
 # Errors a user can fix (a missing file, a corrupt image, a bad list, a diverging loss, an unwritable folder): one
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "set-up"
     try:
         args.device = str(dist.init_distributed(resolve_device(args.device)))
+        tune_cpu_allocator(args.device)
         set_seed(args.seed)
         log.info("passes: %s | device %s | world size %d", ", ".join(passes), args.device, dist.world_size())
         for name in passes:

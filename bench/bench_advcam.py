@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.synthetic import generate_scene  # noqa: E402
 from misc.adv_climb import ClimbStats, input_gradients_only, minimum_passes  # noqa: E402
 from misc.cli import float_list  # noqa: E402
-from misc.torchutils import resolve_device  # noqa: E402
+from misc.torchutils import resolve_device, tune_cpu_allocator  # noqa: E402
 from net.cam_net import CAMNet  # noqa: E402
 from step.make_adv_cam import multiscale_adv_cams  # noqa: E402
 from step.make_cam import load_cam_model, multiscale_cams  # noqa: E402
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    malloc_tuned = tune_cpu_allocator(device)  # as run_sample.py does; WSSS_CPU_MALLOC=default measures without
     torch.manual_seed(args.seed)
     if args.weights:
         model = load_cam_model(args.weights, device)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         })
 
     report = {
-        "bench": "advcam", "device": str(device), "threads": torch.get_num_threads(),
+        "bench": "advcam", "device": str(device), "threads": torch.get_num_threads(), "cpu_malloc_tuned": malloc_tuned,
         "network": args.weights or f"random {args.backbone}", "num_classes": model.num_classes,
         "scales": list(args.cam_scales), "adv_iter": args.adv_iter, "AD_coeff": args.AD_coeff,
         "AD_stepsize": args.AD_stepsize, "score_th": args.score_th,

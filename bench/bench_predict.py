@@ -33,6 +33,7 @@ from affine import Affine  # noqa: E402
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
+from misc.torchutils import tune_cpu_allocator  # noqa: E402
 from net.seg_net import SegNet  # noqa: E402
 from step.predict import load_seg_model, make_model_fn, predict_scene  # noqa: E402
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    malloc_tuned = tune_cpu_allocator(device)  # as run_sample.py does; WSSS_CPU_MALLOC=default measures without
 
     work = tempfile.mkdtemp(prefix="bench_predict_")
     try:
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "pixels": result["pixels"], "seconds": round(result["seconds"], 2),
             "mpx_per_s": round(result["pixels"] / 1e6 / result["seconds"], 4),
             "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_predict_mb": round(rss_before, 1),
+            "cpu_malloc_tuned": malloc_tuned,
             "footprints": result["num_footprints"], "crs_transform_preserved": georef_ok,
             "window": args.window, "overlap": args.overlap, "batch_size": args.batch_size,
             "threads": torch.get_num_threads(), "device": str(device),
