@@ -7,10 +7,10 @@
 #   4. IR labels at thresholds picked from the CAMs' precision (fg 0.5, bg 0.2)
 #   5. IRN with the gated boundary module, 15 epochs
 #   6. pseudo masks: a short walk with local normalisation                        (0.547 at thr 0.20)
-#   7. segmentation model on the pseudo masks; evaluated on the held-out tiles     (mIoU 0.634, building IoU 0.284)
-#      and on its own training patches                                            (building IoU 0.564)
+#   7. segmentation model on the pseudo masks; evaluated on the held-out tiles     (mIoU 0.638, building IoU 0.293)
+#      and on its own training patches                                            (building IoU 0.565)
 #
-# About 1 h 15 min on 2 CPU cores. Training stages are skipped when their weights exist and evaluated stages when their
+# 24.5 min on 2 CPU cores. Training stages are skipped when their weights exist and evaluated stages when their
 # result exists (delete them to redo); the other passes skip the images they have already done.
 # Usage: bash bench/dubai_pipeline.sh [DATA_DIR] [OUT_DIR]
 #   DATA_DIR: the raw Dubai folder (default ../shared/data/dubai_aerial); OUT_DIR: default result/dubai/pipeline
