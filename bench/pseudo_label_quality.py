@@ -25,6 +25,7 @@ from data.raster_io import read_image  # noqa: E402
 from misc import artifacts  # noqa: E402
 from misc.crf import crf_inference_label  # noqa: E402
 from misc.io import load_npz, load_png  # noqa: E402
+from misc.metrics import confusion_matrix, scores_from_confusion  # noqa: E402
 
 
 def _ground_truth(voc12_root: str, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -63,10 +64,9 @@ def crf_cam_quality(voc12_root: str, names: list[str], cam_dir: str, threshold: 
         else:
             pred = (cam["high_res"][0] >= threshold).astype(np.int64)
             crf = crf_inference_label(read_image(artifacts.image_path(voc12_root, name)), pred, 2)
-        valid = gt < 2
         for key, p in (("cam", pred), ("cam+crf", crf)):
-            conf[key] += np.bincount(gt[valid] * 2 + p[valid], minlength=4).reshape(2, 2)
-    return {key: c[1, 1] / max(c[1, 1] + c[0, 1] + c[1, 0], 1) for key, c in conf.items()}
+            conf[key] += confusion_matrix(p, gt, 2)
+    return {key: float(scores_from_confusion(c)["iou"][1]) for key, c in conf.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -143,7 +143,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--rw_normalize", default="max", choices=("max", "none", "local"),
                    help="make_sem_seg: divide the walked scores before the background threshold by their maximum "
                         "(max: IRN), by nothing (none: the CAMs' scale) or by the walk of a map of ones (local: the "
-                        "region's mean CAM; the IRN walk only, for affinitynet it equals none)")
+                        "region's mean CAM)")
     g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"),
                    help="make_sem_seg: walk over IRN's boundary map (irn) or AffinityNet's learned affinities "
                         "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8)")

@@ -3,7 +3,7 @@
 For each image of --infer_list: the trained IRN predicts a stride-4 boundary map (image and flip averaged), the
 stride-4 CAMs (raised to --sem_seg_cam_power, as AdvCAM does) walk ``2 ** --exp_times`` steps over the affinities
 ``(1 - boundary) ** --beta`` (misc/random_walk.py), are upsampled ×4, divided by their maximum (--rw_normalize max,
-IRN's way; ``none`` keeps the CAMs' scale) and compared with a constant background score --sem_seg_bg_thres; the
+IRN's way; ``none`` keeps the CAMs' scale, ``local`` divides by the walk of a map of ones) and compared with a constant background score --sem_seg_bg_thres; the
 argmax is the pseudo mask. An image without a present class is all
 background and costs no network call.
 
@@ -49,6 +49,29 @@ RW_TILE_HALO = 128
 RW_NORMALIZATIONS = ("max", "none", "local")
 
 
+def _walk_to_mask(walk, cams: torch.Tensor, keys: np.ndarray, image_hw: tuple[int, int], *, bg_threshold: float,
+                  cam_power: float, normalization: str) -> tuple[np.ndarray, torch.Tensor]:
+    """Walk the CAMs with ``walk`` ((C, h, w) → (C, h, w)) and threshold them into a pseudo mask.
+
+    normalization: what the walked scores are divided by before the background threshold: ``max`` their overall
+    maximum (IRN), ``none`` nothing (the CAMs' scale), ``local`` the same walk of a map of ones, which makes each score
+    the weighted mean CAM of the region the walk reached from that pixel (for IRN's walk this also undoes the dimming
+    that its ``(1 - boundary)`` seed mask causes near edges).
+    Returns the (H, W) uint8 mask and the walked maps (k, h, w), already divided by the local mass for ``local``.
+    """
+    if normalization not in RW_NORMALIZATIONS:
+        raise ValueError(f"normalization {normalization!r}: choose one of {RW_NORMALIZATIONS}")
+    seeds = cams.float().clamp_min(0).pow(cam_power)
+    if normalization == "local":
+        walked = walk(torch.cat([seeds, torch.ones_like(seeds[:1])]))  # (k + 1, h, w)
+        walked = walked[:-1] / walked[-1:].clamp_min(1e-6)
+    else:
+        walked = walk(seeds)
+    label = label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold,
+                                   normalize=normalization == "max")
+    return label, walked
+
+
 def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
                 bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
                 radius: int = RW_RADIUS, normalization: str = "max") -> tuple[np.ndarray, torch.Tensor]:
@@ -57,42 +80,35 @@ def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, im
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
         boundary: (ceil(H/4), ceil(W/4)) boundary probability in [0, 1].
-        normalization: what the walked scores are divided by before the background threshold: ``max`` their
-            overall maximum (IRN), ``none`` nothing (the CAMs' scale), ``local`` the walk of a map of ones (the same
-            walk applied to ``1 - boundary``), which makes each score the weighted mean CAM of the region the walk
-            reached from that pixel, undoing the dimming that IRN's ``(1 - boundary)`` seed mask causes near edges.
+        normalization: ``max`` | ``none`` | ``local``, see :func:`_walk_to_mask`.
     Returns:
-        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)), already divided by
-        the local mass for ``local``.
+        (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)).
     """
-    if normalization not in RW_NORMALIZATIONS:
-        raise ValueError(f"normalization {normalization!r}: choose one of {RW_NORMALIZATIONS}")
-    seeds = cams.float().clamp_min(0).pow(cam_power)
-    if normalization == "local":
-        seeds = torch.cat([seeds, torch.ones_like(seeds[:1])])
-    walked = random_walk(seeds, boundary, beta=beta, exp_times=exp_times,
-                         radius=radius, tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)  # (k[+1], H/4, W/4)
-    if normalization == "local":
-        walked = walked[:-1] / walked[-1:].clamp_min(1e-6)
-    label = label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold,
-                                   normalize=normalization == "max")
-    return label, walked
+    def walk(seeds):
+        return random_walk(seeds, boundary, beta=beta, exp_times=exp_times, radius=radius,
+                           tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)
+
+    return _walk_to_mask(walk, cams, keys, image_hw, bg_threshold=bg_threshold, cam_power=cam_power,
+                         normalization=normalization)
 
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
                          bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                         radius: int = RW_RADIUS, normalize: bool = True) -> tuple[np.ndarray, torch.Tensor]:
+                         radius: int = RW_RADIUS, normalization: str = "max") -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and AffinityNet embedding.
 
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
         features: (C, ceil(H/4), ceil(W/4)) AffinityNet embedding.
+        normalization: ``max`` | ``none`` | ``local``, see :func:`_walk_to_mask`.
     Returns:
         (H, W) uint8: 0 background, 1..K classes; and the walked maps (k, ceil(H/4), ceil(W/4)).
     """
-    walked = affinity_random_walk(cams.float().clamp_min(0).pow(cam_power), features, beta=beta, exp_times=exp_times,
-                                  radius=radius)  # (k, H/4, W/4)
-    return label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold, normalize=normalize), walked
+    def walk(seeds):
+        return affinity_random_walk(seeds, features, beta=beta, exp_times=exp_times, radius=radius)
+
+    return _walk_to_mask(walk, cams, keys, image_hw, bg_threshold=bg_threshold, cam_power=cam_power,
+                         normalization=normalization)
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
@@ -130,7 +146,7 @@ def run(args) -> None:
         raise ValueError(f"--rw_method {args.rw_method!r}: choose 'irn' or 'affinitynet'")
     if args.rw_normalize not in RW_NORMALIZATIONS:
         raise ValueError(f"--rw_normalize {args.rw_normalize!r}: choose one of {RW_NORMALIZATIONS}")
-    normalize = args.rw_normalize == "max"
+    normalize = args.rw_normalize == "max"  # the saved walk scores, like the masks, are max-divided only for "max"
     device = torch.device(args.device)
     names = read_name_list(args.infer_list)
     out_dir = args.sem_seg_out_dir
@@ -176,7 +192,7 @@ def run(args) -> None:
                         label, walked = affinity_pseudo_mask(
                             torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
                             bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
-                            cam_power=args.sem_seg_cam_power, normalize=normalize)
+                            cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize)
                         boundary = affinity_edge_map(features).cpu().numpy()
                     else:
                         boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
