@@ -100,7 +100,11 @@ def aff_overlay_path(aff_weights_name: str, name: str) -> str:
 #   <seg_out_dir>/eval_seg.json              {"miou", "iou", "precision", "recall", "f1": {class: value}, ...}
 #   <seg_out_dir>/<stem>_classes.tif|png     uint8 class index of a scene (GeoTIFF in → GeoTIFF out, same CRS/transform)
 #   <seg_out_dir>/<stem>_overlay.png         RGB colour overlay, long side at most ~4000 px
-#   <seg_out_dir>/<stem>_buildings.geojson   building footprints: properties class, area_m2 (or area_px), "crs" member
+#   <seg_out_dir>/<stem>_buildings.geojson   building footprints in map coordinates: properties class, area_m2 (or
+#                                            area_px), "crs" member when the CRS is known
+#   <seg_out_dir>/<stem>_buildings_pixels.geojson  the same in pixel coordinates (x = column, y = row), for a scene
+#                                            without georeference (no GeoTIFF tags, world file or --predict_transform)
+#   <seg_out_dir>/<stem>_classes.<world ext> the input's world file copied next to a PNG class raster (.pgw, .jgw, ...)
 
 def scene_classes_path(seg_out_dir: str, stem: str, tiff: bool) -> str:
     """Class raster of a mapped scene: GeoTIFF for (Geo)TIFF input (``tiff=True``), PNG otherwise."""
@@ -111,8 +115,16 @@ def scene_overlay_path(seg_out_dir: str, stem: str) -> str:
     return os.path.join(seg_out_dir, f"{stem}_overlay.png")
 
 
-def scene_footprints_path(seg_out_dir: str, stem: str) -> str:
-    return os.path.join(seg_out_dir, f"{stem}_buildings.geojson")
+def scene_footprints_path(seg_out_dir: str, stem: str, pixels: bool = False) -> str:
+    """Footprints of a mapped scene; ``pixels=True``: in pixel coordinates, and the name says so."""
+    return os.path.join(seg_out_dir, f"{stem}_buildings{'_pixels' if pixels else ''}.geojson")
+
+
+def scene_outputs(seg_out_dir: str, stem: str) -> list[str]:
+    """Every file predict may have written for the scene ``stem`` (to remove maps made by other weights)."""
+    names = [f"{stem}_classes.tif", f"{stem}_classes.png", f"{stem}_overlay.png", f"{stem}_buildings.geojson",
+             f"{stem}_buildings_pixels.geojson"] + [f"{stem}_classes{ext}" for ext in (".pgw", ".wld", ".prj")]
+    return [os.path.join(seg_out_dir, n) for n in names]
 
 
 # --- active learning and semi-supervised training (step/select_tiles.py, step/train_semi.py) -------------------------

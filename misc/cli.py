@@ -176,6 +176,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="class whose footprints are vectorized to <stem>_buildings.geojson")
     g.add_argument("--predict_simplify", type=float, default=1.0, help="footprint simplification tolerance (px)")
     g.add_argument("--predict_min_area", type=float, default=4.0, help="footprints smaller than this (px) are dropped")
+    g.add_argument("--bands", "--predict_bands", dest="bands", default="1,2,3",
+                   help="predict: the 1-based bands that form R,G,B, e.g. 3,2,1 for BGR(N) imagery")
+    g.add_argument("--predict_crs", default=None,
+                   help="predict: CRS of the scenes (e.g. EPSG:32640) when the file or its world file has none; "
+                        "needs a georeference: GeoTIFF tags, a world file (.pgw/.jgw/.tfw/.wld) or --predict_transform")
+    g.add_argument("--predict_transform", default=None,
+                   help="predict, one scene: a,b,c,d,e,f with x = a*col + b*row + c, y = d*col + e*row + f at the "
+                        "top-left pixel corner (rasterio's Affine), e.g. 0.5,0,500000,0,-0.5,2800000")
 
     g = parser.add_argument_group("active learning")
     g.add_argument("--al_strategy", default="entropy", choices=("entropy", "margin", "random"),

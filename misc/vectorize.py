@@ -102,7 +102,7 @@ class StripPolygonMerger:
 
 def footprint_features(polygons: Iterable[Polygon], *, class_name: str, transform: Affine | None = None,
                        pixel_area_m2: float | None = None, simplify_tolerance: float = 1.0,
-                       min_area_px: float = 0.0) -> Iterator[dict]:
+                       min_area_px: float = 0.0, extra_properties: dict | None = None) -> Iterator[dict]:
     """GeoJSON features of pixel-coordinate polygons: simplified, mapped by ``transform``, with their area.
 
     Args:
@@ -111,6 +111,7 @@ def footprint_features(polygons: Iterable[Polygon], *, class_name: str, transfor
         pixel_area_m2: ground area of one pixel; when given the property is ``area_m2``, else ``area_px``.
         simplify_tolerance: Douglas-Peucker tolerance in pixels (topology preserved); 0 keeps every vertex.
         min_area_px: polygons smaller than this many pixels are dropped (speckle).
+        extra_properties: added to every feature's properties (e.g. {"coordinates": "pixel"}).
     Areas are of the unsimplified polygon (pixel count × pixel area).
     """
     matrix = None if transform is None else [transform.a, transform.b, transform.d, transform.e,
@@ -129,4 +130,6 @@ def footprint_features(polygons: Iterable[Polygon], *, class_name: str, transfor
             properties["area_m2"] = round(area_px * pixel_area_m2, 4)
         else:
             properties["area_px"] = area_px
+        if extra_properties:
+            properties.update(extra_properties)
         yield {"type": "Feature", "properties": properties, "geometry": mapping(geometry)}

@@ -3,18 +3,25 @@
     python run_sample.py --predict_pass True --predict_input 'scenes/*.tif' --seg_weights_name sess/seg.pth
     python -m step.predict --predict_input scene.tif --seg_weights_name sess/seg.pth --seg_out_dir result/maps
 
-Reads:  --predict_input (a file, a folder or a glob) of PNG / JPEG / (Geo)TIFF scenes: a TIFF's first 3 bands are
-        RGB (one band is repeated), non-uint8 data is stretched per band to 2-98 % percentiles of a decimated read;
-        --seg_weights_name (a train_seg checkpoint: it names its backbone, classes and head width).
+Reads:  --predict_input (a file, a folder or a glob) of PNG / JPEG / (Geo)TIFF scenes: --bands (1-based, default
+        1,2,3) are RGB (a one-band TIFF is repeated), non-uint8 data is stretched per band to 2-98 % percentiles of a
+        decimated read; --seg_weights_name (a train_seg checkpoint: it names its backbone, classes and head width).
+        Georeference: a GeoTIFF's own; else a world file next to the scene (.pgw/.jgw/.tfw/.wld, with a .prj for
+        its CRS); else --predict_transform; --predict_crs sets (or overrides) the CRS.
 Writes, per scene, in --seg_out_dir:
-        <stem>_classes.tif|png      uint8 class index (GeoTIFF for TIFF input, with the input's CRS and transform)
+        <stem>_classes.tif|png      uint8 class index (GeoTIFF for TIFF input, with the input's CRS and transform;
+                                    a PNG gets a <stem>_classes.pgw world file (+ .prj) when the scene has one)
         <stem>_overlay.png          colour overlay, subsampled to at most ~4000 px on the long side
-        <stem>_buildings.geojson    footprints of --predict_building_class: simplified polygons in the input's CRS
-                                    with properties class and area_m2 (area_px when not in a metric CRS), and a
-                                    "crs" member naming the EPSG code when there is one
+        <stem>_buildings.geojson    footprints of --predict_building_class: simplified polygons in the scene's map
+                                    coordinates with properties class and area_m2 (area_px when not in a metric
+                                    CRS), and a "crs" member naming the EPSG code when there is one
+        <stem>_buildings_pixels.geojson  instead, for a scene without georeference: pixel coordinates (x = column,
+                                    y = row), said so by the name and the "coordinates" member and property
         args_predict.json
-A scene whose class raster and overlay (written last) both exist is skipped unless --overwrite; under --skip_bad an
-unreadable scene is logged, counted and skipped.
+A scene whose class raster and overlay (written last) both exist and are newer than --seg_weights_name is skipped
+unless --overwrite; when args_predict.json of an earlier run names other weights, that run's maps of these scenes are
+removed first, so no map of other weights survives next to the new arguments. Under --skip_bad an unreadable scene
+is logged, counted and skipped. Progress (tiles done / total, Mpx/s) is logged at $WSSS_PROGRESS_INTERVAL.
 
 Memory is bounded by the window, not the scene: a GeoTIFF is read one strip of window rows at a time
 (``rasterio.windows.Window``), probabilities are blended only over the current strip (misc.sliding_window), the
@@ -41,9 +48,10 @@ import torch
 
 from data.raster_io import TIFF_EXTS, read_image
 from misc import artifacts, dist
-from misc.io import atomic_path, save_args, save_png
+from misc.io import atomic_path, save_args, save_png, save_text_lines
+from misc.logutils import ProgressLog
 from misc.robust import BadItems, prepare_out_dir
-from misc.sliding_window import sliding_strips
+from misc.sliding_window import sliding_strips, window_starts
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import CLASS_COLORS, label_overlay
 from misc.vectorize import StripPolygonMerger, footprint_features
@@ -54,6 +62,11 @@ log = logging.getLogger(__name__)
 SCENE_EXTS = (".png", ".jpg", ".jpeg") + TIFF_EXTS
 OVERLAY_MAX_SIDE = 4000
 STRETCH_SAMPLE_SIDE = 1024  # long side of the decimated read that sets the percentile stretch
+DEFAULT_BANDS = (1, 2, 3)
+# world files GIS software writes next to a raster: <stem><ext> (and the generic .wld)
+WORLD_FILE_EXTS = {".png": (".pgw", ".pngw"), ".jpg": (".jgw", ".jpgw"), ".jpeg": (".jgw", ".jpegw"),
+                   ".tif": (".tfw", ".tifw"), ".tiff": (".tfw", ".tiffw")}
+PIXEL_COORDINATES = "pixel (x = column, y = row from the top-left corner; the scene has no georeference)"
 
 
 # --- model ----------------------------------------------------------------------------------------------------------
@@ -104,26 +117,146 @@ def scene_paths(spec: str | None) -> list[str]:
     return paths
 
 
+def parse_bands(value) -> tuple[int, int, int]:
+    """--bands '3,2,1' (1-based band numbers for R, G, B) → (3, 2, 1); an error otherwise."""
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise ValueError(f"--bands {value!r}: expected three 1-based band numbers, e.g. 3,2,1") from None
+    bands = tuple(int(b) for b in value)
+    if len(bands) != 3 or min(bands) < 1:
+        raise ValueError(f"--bands {','.join(map(str, bands))}: expected three 1-based band numbers for R,G,B, "
+                         f"e.g. 3,2,1 for BGR(N) imagery")
+    return bands
+
+
+def parse_transform(value: str):
+    """--predict_transform 'a,b,c,d,e,f' (rasterio's Affine order: x = a*col + b*row + c, y = d*col + e*row + f,
+    for the top-left pixel corner) → Affine."""
+    from affine import Affine
+
+    try:
+        numbers = [float(v) for v in str(value).replace(" ", "").split(",") if v]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 6 or numbers[0] * numbers[4] - numbers[1] * numbers[3] == 0:
+        raise ValueError(f"--predict_transform {value!r}: expected six numbers a,b,c,d,e,f (x = a*col + b*row + c, "
+                         f"y = d*col + e*row + f of the top-left pixel corner), e.g. 0.5,0,500000,0,-0.5,2800000")
+    return Affine(*numbers)
+
+
+def find_world_file(path: str) -> str | None:
+    """The world file next to ``path`` (``tile.png`` → ``tile.pgw``, ``tile.pngw`` or ``tile.wld``), or None."""
+    stem, ext = os.path.splitext(path)
+    for world_ext in WORLD_FILE_EXTS.get(ext.lower(), ()) + (".wld",):
+        for candidate in (stem + world_ext, stem + world_ext.upper()):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def read_world_file(path: str):
+    """A world file's six lines (A, D, B, E, C, F; C/F = centre of the top-left pixel) → Affine of pixel corners."""
+    from affine import Affine
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            numbers = [float(line) for line in f.read().split()]
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"world file {path} is not six numbers: {err}") from err
+    if len(numbers) != 6:
+        raise ValueError(f"world file {path} holds {len(numbers)} numbers, expected 6 (A, D, B, E, C, F)")
+    a, d, b, e, c, f = numbers
+    return Affine(a, b, c - 0.5 * a - 0.5 * b, d, e, f - 0.5 * d - 0.5 * e)  # centre → corner of pixel (0, 0)
+
+
+def world_file_text(transform) -> list[str]:
+    """The six world-file lines of a corner transform (inverse of :func:`read_world_file`)."""
+    t = transform
+    return [repr(float(v)) for v in (t.a, t.d, t.b, t.e, t.c + 0.5 * t.a + 0.5 * t.b, t.f + 0.5 * t.d + 0.5 * t.e)]
+
+
+def _read_prj(path: str):
+    """CRS of the ``.prj`` (WKT) sidecar of a world file, or None."""
+    from rasterio.crs import CRS
+
+    candidate = os.path.splitext(path)[0] + ".prj"
+    if not os.path.isfile(candidate):
+        return None
+    try:
+        with open(candidate, encoding="utf-8-sig") as f:
+            return CRS.from_user_input(f.read().strip())
+    except Exception as err:  # rasterio raises CRSError
+        raise ValueError(f"{candidate}: not a CRS (WKT or EPSG code): {err}") from err
+
+
+def parse_crs(value):
+    """--predict_crs 'EPSG:32640' (or any string rasterio understands) → CRS; None stays None."""
+    if value in (None, ""):
+        return None
+    from rasterio.crs import CRS
+
+    try:
+        return CRS.from_user_input(value)
+    except Exception as err:
+        raise ValueError(f"--predict_crs {value!r}: not a CRS (e.g. EPSG:32640): {err}") from err
+
+
 class SceneReader:
     """Rows of a scene as uint8 RGB (h, W, 3): windowed rasterio reads for TIFF, a decoded array otherwise.
 
-    Attributes: height, width, is_tiff, crs (rasterio CRS or None), transform (Affine; identity without one).
+    Attributes: height, width, is_tiff, crs (rasterio CRS or None), transform (Affine; identity without one),
+    georeferenced (False: footprints stay in pixel coordinates), georeference (where it came from, for the log).
+
+    Args:
+        bands: 1-based band numbers that form R, G, B.
+        crs, transform: --predict_crs / --predict_transform (override what the file and a world file say).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, bands=DEFAULT_BANDS, crs=None, transform=None):
         from affine import Affine
 
         self.path = path
         self.is_tiff = path.lower().endswith(TIFF_EXTS)
         self.crs, self.transform = None, Affine.identity()
+        self.bands = parse_bands(bands)
         self._src = None
         self._array = None
         self._stretch = None  # (3, 2) float32 per-band (low, high) for non-uint8 TIFF data
         if self.is_tiff:
             self._open_tiff()
         else:
-            self._array = read_image(path)
+            rgb = read_image(path)  # (H, W, 3); a grey image is already repeated
+            if max(self.bands) > 3:
+                raise ValueError(f"--bands {','.join(map(str, self.bands))}: {path} is a PNG/JPEG with 3 bands (R,G,B)")
+            self._array = rgb if self.bands == DEFAULT_BANDS else np.ascontiguousarray(
+                rgb[..., [b - 1 for b in self.bands]])
             self.height, self.width = self._array.shape[:2]
+        self._georeference(crs, transform)
+
+    def _georeference(self, crs, transform) -> None:
+        from affine import Affine
+
+        self.georeferenced = self.transform != Affine.identity()
+        self.georeference = "GeoTIFF" if self.georeferenced else None
+        if not self.georeferenced:
+            world = find_world_file(self.path)
+            if world:
+                self.transform = read_world_file(world)
+                self.crs = self.crs or _read_prj(world)
+                self.georeferenced, self.georeference = True, f"world file {world}"
+        if transform is not None:
+            self.transform = transform
+            self.georeferenced, self.georeference = True, "--predict_transform"
+        if crs is not None:
+            if self.crs is not None and self.crs != crs:
+                log.warning("%s: --predict_crs %s replaces the file's CRS %s", self.path, crs, self.crs)
+            self.crs = crs
+            if not self.georeferenced:
+                raise ValueError(f"{self.path}: --predict_crs needs a transform too: a world file next to the scene "
+                                 f"({'/'.join(WORLD_FILE_EXTS.get(os.path.splitext(self.path)[1].lower(), ()))}"
+                                 f"/.wld) or --predict_transform")
 
     def _open_tiff(self) -> None:
         import rasterio
@@ -138,7 +271,11 @@ class SceneReader:
         self.height, self.width = src.height, src.width
         self.crs = src.crs
         self.transform = src.transform
-        self._bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+        if src.count < 3 and self.bands == DEFAULT_BANDS:
+            self.bands = (1, 1, 1)  # a grey scene
+        if max(self.bands) > src.count:
+            raise ValueError(f"--bands {','.join(map(str, self.bands))}: {self.path} has only {src.count} band(s)")
+        self._bands = list(self.bands)
         if src.dtypes[0] != "uint8":
             self._stretch = self._stretch_limits()
             log.info("%s: %s bands stretched to uint8 per band (2-98 %% percentiles) %s", self.path, src.dtypes[0],
@@ -251,13 +388,16 @@ def pixel_area_m2(crs, transform) -> float | None:
 class FootprintWriter:
     """Stream GeoJSON features to a file (a FeatureCollection written feature by feature, never held whole)."""
 
-    def __init__(self, path: str, name: str, crs, stack: contextlib.ExitStack):
+    def __init__(self, path: str, name: str, crs, stack: contextlib.ExitStack, coordinates: str | None = None):
+        """``coordinates``: a top-level member saying what the coordinates are when they are not a known CRS's."""
         self.tmp = stack.enter_context(atomic_path(path))
         self._file = stack.enter_context(open(self.tmp, "w", encoding="utf-8"))
         header = {"type": "FeatureCollection", "name": name}
         crs_member = geojson_crs_member(crs)
         if crs_member:
             header["crs"] = crs_member
+        if coordinates:
+            header["coordinates"] = coordinates
         self._file.write(json.dumps(header)[:-1] + ', "features": [\n')
         self.count = 0
 
@@ -276,11 +416,13 @@ class FootprintWriter:
 def predict_scene(path: str, out_dir: str, model_fn: Callable[[torch.Tensor], torch.Tensor], *,
                   class_names: list[str], window: int = 512, overlap: int = 64, batch_size: int = 4,
                   building_class: str | None = "building", simplify_tolerance: float = 1.0,
-                  min_area_px: float = 4.0, overlay_max_side: int = OVERLAY_MAX_SIDE) -> dict:
+                  min_area_px: float = 4.0, overlay_max_side: int = OVERLAY_MAX_SIDE, bands=DEFAULT_BANDS,
+                  crs=None, transform=None) -> dict:
     """Map one scene; returns {"classes", "overlay", "footprints" (path or None), "num_footprints", "pixels",
-    "seconds", "crs", "transform"}.
+    "seconds", "crs", "transform", "georeferenced"}.
 
     ``model_fn`` maps a (B, 3, h, w) uint8 window batch to (B, K, h, w) logits with K = len(class_names).
+    ``bands``: 1-based bands forming RGB; ``crs`` / ``transform``: override the scene's georeference.
     """
     stem = os.path.splitext(os.path.basename(path))[0]
     num_classes = len(class_names)
@@ -291,11 +433,23 @@ def predict_scene(path: str, out_dir: str, model_fn: Callable[[torch.Tensor], to
         else:
             log.warning("%s: no class %r among %s; no footprints written", path, building_class, class_names)
     tic = time.time()
-    reader = SceneReader(path)
+    reader = SceneReader(path, bands=bands, crs=crs, transform=transform)
     classes_path = artifacts.scene_classes_path(out_dir, stem, tiff=reader.is_tiff)
     overlay_path = artifacts.scene_overlay_path(out_dir, stem)
-    footprints_path = artifacts.scene_footprints_path(out_dir, stem) if building is not None else None
+    pixels_only = not reader.georeferenced
+    footprints_path = (artifacts.scene_footprints_path(out_dir, stem, pixels=pixels_only)
+                       if building is not None else None)
+    if pixels_only:
+        log.warning("%s has no georeference (no GeoTIFF tags, world file or --predict_transform): footprints in "
+                    "pixel coordinates -> %s", path, footprints_path)
+    elif reader.crs is None:
+        log.warning("%s: georeferenced by %s but its CRS is unknown (no .prj): the footprints carry no CRS; "
+                    "pass --predict_crs", path, reader.georeference)
     area_m2 = pixel_area_m2(reader.crs, reader.transform)
+    rows_of_windows = len(window_starts(reader.height, window, overlap))
+    windows_per_row = len(window_starts(reader.width, window, overlap))
+    meter = ProgressLog(f"predict {os.path.basename(path)}", total=rows_of_windows * windows_per_row, unit="tiles",
+                        logger=log)
     overlay = OverlayCanvas(reader.height, reader.width, overlay_max_side)
     merger = StripPolygonMerger()
 
@@ -307,18 +461,24 @@ def predict_scene(path: str, out_dir: str, model_fn: Callable[[torch.Tensor], to
         return torch.from_numpy(rgb).permute(2, 0, 1)  # (3, h, W) uint8 view
 
     def features(polygons):
-        return footprint_features(polygons, class_name=building_class, transform=reader.transform,
-                                  pixel_area_m2=area_m2, simplify_tolerance=simplify_tolerance,
-                                  min_area_px=min_area_px)
+        return footprint_features(polygons, class_name=building_class,
+                                  transform=None if pixels_only else reader.transform, pixel_area_m2=area_m2,
+                                  simplify_tolerance=simplify_tolerance, min_area_px=min_area_px,
+                                  extra_properties={"coordinates": "pixel"} if pixels_only else None)
 
     try:
         with contextlib.ExitStack() as stack, torch.inference_mode():
             writer = ClassRasterWriter(classes_path, reader, num_classes, stack)
-            footprints = FootprintWriter(footprints_path, stem, reader.crs, stack) if footprints_path else None
+            coordinates = PIXEL_COORDINATES if pixels_only else (
+                None if reader.crs is not None else f"map units of {reader.georeference}; CRS unknown")
+            footprints = (FootprintWriter(footprints_path, stem, reader.crs, stack, coordinates=coordinates)
+                          if footprints_path else None)
             for top, probs in sliding_strips(model_fn, read_rows, reader.height, reader.width, window=window,
                                              overlap=overlap, num_classes=num_classes, batch_size=batch_size):
                 labels = probs.argmax(0).to(torch.uint8).cpu().numpy()  # (rows, W)
                 writer.write(top, labels)
+                mpx_per_s = (top + labels.shape[0]) * reader.width / 1e6 / max(time.time() - tic, 1e-9)
+                meter.update(windows_per_row, extra=f"{mpx_per_s:.2f} Mpx/s")
                 offset = top - last["top"]
                 overlay.add(top, last["rgb"][offset:offset + labels.shape[0]], labels)
                 if footprints is not None:
@@ -329,12 +489,17 @@ def predict_scene(path: str, out_dir: str, model_fn: Callable[[torch.Tensor], to
             writer.close()
     finally:
         reader.close()
+    if not reader.is_tiff and reader.georeferenced:  # a PNG class raster opens in place with its world file
+        save_text_lines(os.path.splitext(classes_path)[0] + ".pgw", world_file_text(reader.transform))
+        if reader.crs is not None:
+            save_text_lines(os.path.splitext(classes_path)[0] + ".prj", [reader.crs.to_wkt()])
     save_png(overlay_path, overlay.canvas)
     seconds = time.time() - tic
     pixels = reader.height * reader.width
     result = {"classes": classes_path, "overlay": overlay_path, "footprints": footprints_path,
               "num_footprints": footprints.count if footprints is not None else 0, "pixels": pixels,
-              "seconds": seconds, "crs": reader.crs, "transform": reader.transform}
+              "seconds": seconds, "crs": reader.crs, "transform": reader.transform,
+              "georeferenced": reader.georeferenced}
     log.info("predict %s: %dx%d px in %.1f s (%.2f Mpx/s), %d footprints -> %s", path, reader.width, reader.height,
              seconds, pixels / 1e6 / max(seconds, 1e-9), result["num_footprints"], out_dir)
     return result
@@ -345,32 +510,75 @@ def run(args) -> None:
     model, ckpt = load_seg_model(args.seg_weights_name, device)
     class_names = list(ckpt.get("class_names") or [f"class_{i}" for i in range(model.num_classes)])
     paths = scene_paths(args.predict_input)
-    log.info("predict: %d scenes with %s (%s, classes %s), window %d overlap %d", len(paths), args.seg_weights_name,
-             ckpt.get("backbone"), class_names, args.predict_window, args.predict_overlap)
-    if dist.is_main():
-        save_args(args, args.seg_out_dir, "predict")
-    model_fn = make_model_fn(model)
+    bands = parse_bands(getattr(args, "bands", DEFAULT_BANDS))
+    crs = parse_crs(getattr(args, "predict_crs", None))
+    transform = getattr(args, "predict_transform", None)
+    transform = parse_transform(transform) if transform else None
+    if transform is not None and len(paths) > 1:
+        raise ValueError(f"--predict_transform places one scene, but --predict_input {args.predict_input!r} names "
+                         f"{len(paths)}; give each scene a world file instead")
+    log.info("predict: %d scenes with %s (%s, classes %s), window %d overlap %d, bands %s", len(paths),
+             args.seg_weights_name, ckpt.get("backbone"), class_names, args.predict_window, args.predict_overlap,
+             ",".join(map(str, bands)))
     prepare_out_dir(args.seg_out_dir)
+    if dist.is_main():
+        remove_maps_of_other_weights(args.seg_out_dir, paths, args.seg_weights_name)
+        save_args(args, args.seg_out_dir, "predict")
+    dist.barrier()
+    model_fn = make_model_fn(model)
     mine = dist.shard(paths)
-    todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p)]
+    todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p, args.seg_weights_name)]
     if len(todo) < len(mine):
-        log.info("predict: %d scenes already mapped in %s (--overwrite redoes them)", len(mine) - len(todo),
-                 args.seg_out_dir)
+        log.info("predict: %d scenes already mapped in %s with these weights (--overwrite redoes them)",
+                 len(mine) - len(todo), args.seg_out_dir)
     bad = BadItems("predict", skip_bad=args.skip_bad)
-    for path in todo:
+    for index, path in enumerate(todo):
+        log.info("predict: scene %d/%d: %s", index + 1, len(todo), path)
         with bad.guard(path):
             predict_scene(path, args.seg_out_dir, model_fn, class_names=class_names, window=args.predict_window,
                           overlap=args.predict_overlap, batch_size=args.predict_batch_size,
                           building_class=args.predict_building_class, simplify_tolerance=args.predict_simplify,
-                          min_area_px=args.predict_min_area)
+                          min_area_px=args.predict_min_area, bands=bands, crs=crs, transform=transform)
     bad.log_summary()
 
 
-def scene_done(out_dir: str, path: str) -> bool:
-    """True when the scene's class raster and overlay (the last file predict_scene writes) both exist."""
+def scene_done(out_dir: str, path: str, weights: str | None = None) -> bool:
+    """True when the scene's class raster and overlay (the last file predict_scene writes) both exist, and (given
+    ``weights``) the overlay is newer than the weights file: maps of older runs with other weights are redone."""
     stem = os.path.splitext(os.path.basename(path))[0]
     classes = artifacts.scene_classes_path(out_dir, stem, tiff=path.lower().endswith(TIFF_EXTS))
-    return os.path.isfile(classes) and os.path.isfile(artifacts.scene_overlay_path(out_dir, stem))
+    overlay = artifacts.scene_overlay_path(out_dir, stem)
+    if not (os.path.isfile(classes) and os.path.isfile(overlay)):
+        return False
+    return weights is None or not os.path.isfile(weights) or os.path.getmtime(overlay) > os.path.getmtime(weights)
+
+
+def remove_maps_of_other_weights(out_dir: str, paths: list[str], weights: str) -> int:
+    """Delete this run's scenes' outputs when ``<out_dir>/args_predict.json`` names other weights; returns how many.
+
+    The mtime test of :func:`scene_done` misses weights older than the maps (going back to an earlier checkpoint),
+    and a run killed half-way would leave the old maps of its remaining scenes next to the new arguments.
+    """
+    previous = artifacts.args_json_path(out_dir, "predict")
+    if not os.path.isfile(previous):
+        return 0
+    try:
+        with open(previous, encoding="utf-8") as f:
+            old = json.load(f).get("seg_weights_name")
+    except (OSError, ValueError, AttributeError):
+        old = None  # unreadable: trust nothing
+    if old and os.path.abspath(old) == os.path.abspath(weights):
+        return 0
+    removed = 0
+    for path in paths:
+        for output in artifacts.scene_outputs(out_dir, os.path.splitext(os.path.basename(path))[0]):
+            if os.path.isfile(output):
+                os.remove(output)
+                removed += 1
+    if removed:
+        log.warning("predict: %s held maps made with %s; removed %d of their files before mapping with %s",
+                    out_dir, old or "unknown weights", removed, weights)
+    return removed
 
 
 def main(argv: list[str] | None = None) -> int:
