@@ -1,17 +1,21 @@
-"""Derive image-level labels (cls_labels.npy) and the training lists from the patch masks.
+"""Image-level labels (cls_labels.npy) and the training lists, from the patch masks or from tags.
 
-    python write_numpy.py --voc12_root Dataset/dubai --list cdy12/dubai_all.txt \
+    python write_numpy.py --voc12_root Dataset/dubai --train_list cdy12/dubai_all.txt \
         --out_list cdy12/train_aug.txt --out_pos_list cdy12/train_aug_building.txt
+    python write_numpy.py --voc12_root Dataset/mine --tags tags.csv          # image,classes / image,<class>,...
+    python write_numpy.py --voc12_root Dataset/ucm --class_folders buildings:building denseresidential:building \
+        forest: agricultural:
 
-Reads <voc12_root>/classes.json and SegmentationClassAug/<name>.png; writes cls_labels.npy (structured array, no
-pickle), out_list (kept patches) and out_pos_list (patches with a foreground class). The rule lives in
-data.labels.image_level_labels.
+From masks: reads <voc12_root>/classes.json and SegmentationClassAug/<name>.png (rule: data.labels.image_level_labels).
+From tags (no masks needed): --tags CSV or --class_folders (folder:class1;class2 pairs or a JSON file); every image of
+the list must be tagged. Writes cls_labels.npy (structured array, no pickle), out_list (kept images) and out_pos_list
+(images with a foreground class).
 """
 from __future__ import annotations
 
 import argparse
 
-from data.labels import build_cls_labels, read_name_list
+from data.labels import build_cls_labels, build_cls_labels_from_tags, read_name_list
 from misc.cli import str2bool
 from misc.logutils import setup_logging
 
@@ -20,13 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_argument_group("image-level labels")
     group.add_argument("--voc12_root", default="Dataset/potsdam", type=str)
-    group.add_argument("--list", default=None, type=str,
-                       help="patch names to label (default: every PNG in SegmentationClassAug)")
+    group.add_argument("--list", "--train_list", dest="list", default=None, type=str,
+                       help="names to label (default: every PNG in SegmentationClassAug, or with tags every image)")
     group.add_argument("--out_list", default="cdy12/train_aug.txt", type=str)
     group.add_argument("--out_pos_list", default="cdy12/train_aug_building.txt", type=str)
     group.add_argument("--cls_labels_path", default=None, type=str, help="default: <voc12_root>/cls_labels.npy")
-    group.add_argument("--pos_thres", default=0.05, type=float, help="class present if its share >= this")
-    group.add_argument("--neg_thres", default=0.0, type=float, help="class absent if its share <= this")
+    group.add_argument("--pos_thres", default=0.05, type=float, help="masks: class present if its share >= this")
+    group.add_argument("--neg_thres", default=0.0, type=float, help="masks: class absent if its share <= this")
+    tags = parser.add_argument_group("tags instead of masks")
+    tags.add_argument("--tags", default=None, type=str,
+                      help="CSV of image-level tags: header 'image,classes' with ';'-separated class names, or "
+                           "'image,<class 1>,<class 2>,...' with 0/1 columns; image = file name, relative path or "
+                           "data-set name")
+    tags.add_argument("--class_folders", default=None, nargs="+", type=str,
+                      help="folder-per-class layout: 'folder:class1;class2' pairs ('forest:' = no class) or a JSON "
+                           "file {folder: [classes]}")
     group.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True)
     return parser
 
@@ -37,6 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(None, quiet=args.quiet)
     try:
         names = read_name_list(args.list) if args.list else None
+        if args.tags or args.class_folders:
+            return build_cls_labels_from_tags(args.voc12_root, names, tags_csv=args.tags,
+                                              class_folders=args.class_folders, cls_labels_file=args.cls_labels_path,
+                                              out_list=args.out_list, out_pos_list=args.out_pos_list)
         return build_cls_labels(args.voc12_root, names,
                                 cls_labels_file=args.cls_labels_path,
                                 out_list=args.out_list, out_pos_list=args.out_pos_list, pos_thres=args.pos_thres,

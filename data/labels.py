@@ -7,19 +7,25 @@ Layout under ``voc12_root`` (VOC-style, written by ``data.prepare``; file names 
     classes.json                     {"classes": ["background", <fg 1..K>], "ignore_index": 255, ...}
     cls_labels.npy                   structured array [("name", "U<n>"), ("labels", "u1", (K,))], never pickled
 
-Image-level labels are multi-hot over the K foreground classes (background is not a label).
+Image-level labels are multi-hot over the K foreground classes (background is not a label). They come either from
+the masks (:func:`build_cls_labels`) or from tags a person gave whole images (:func:`build_cls_labels_from_tags`):
+a CSV (``image,classes`` with ``;``-separated class names, or ``image,<class 1>,<class 2>,...`` with 0/1 columns)
+or a folder-per-class layout (UC Merced style) with a map from folder name to the classes its images contain.
+Both write the same ``cls_labels.npy`` and lists.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
-import sys
+import re
 
 import numpy as np
 
-from misc.artifacts import IGNORE_INDEX, MASK_DIR, classes_json_path, cls_labels_path, mask_path
+from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, cls_labels_path, mask_path
 from misc.io import save_npy, save_text_lines
+from misc.logutils import progress
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,51 @@ def read_name_list(path: str) -> list[str]:
     if not names:
         raise ValueError(f"name list {path} is empty")
     return names
+
+
+def read_checked_list(path: str, voc12_root: str, *, cls_labels: dict | str | None = None,
+                      skip_bad: bool = False) -> list[str]:
+    """:func:`read_name_list`, then every name checked up front (not after the first images are done): each must
+    have an image in ``<voc12_root>/JPEGImages`` and, when ``cls_labels`` (a dict or a ``cls_labels.npy`` path) is
+    given, an image-level label. One error lists how many names fail and the first few (a typo in the list?).
+    Under ``skip_bad`` (--skip_bad) the same line is a warning and the pass skips those items one by one."""
+    names = read_name_list(path)
+    problems = []
+    folder = os.path.join(voc12_root, IMAGE_DIR)
+    if os.path.isdir(folder):  # a missing folder is reported by the first image read, with its own hint
+        stems = {os.path.splitext(f)[0] for f in os.listdir(folder)}
+        missing = [n for n in names if n not in stems]
+        if missing:
+            problems.append(f"name list {path}: {len(missing)} of {len(names)} listed images not found in {folder}, "
+                            f"e.g. {missing[:3]} (a typo in the list, or the wrong --voc12_root?)")
+    if cls_labels is not None:
+        labels = load_cls_labels(cls_labels) if isinstance(cls_labels, str) else cls_labels
+        missing = [n for n in names if n not in labels]
+        if missing:
+            problems.append(f"name list {path}: {len(missing)} of {len(names)} names have no image-level label in "
+                            f"{cls_labels if isinstance(cls_labels, str) else 'cls_labels.npy'}, e.g. {missing[:3]} "
+                            f"(a typo in the list? else rerun write_numpy.py for this list)")
+    if problems and not skip_bad:
+        raise ValueError(problems[0])
+    for problem in problems:
+        logger.warning("%s; --skip_bad skips them", problem)
+    return names
+
+
+def ground_truth_available(voc12_root: str, names: list[str], pass_name: str) -> bool:
+    """Whether an eval pass can score ``names``: True when every one has a mask in SegmentationClassAug; False, with
+    one log line, when none has (a data set labelled by tags only: the pass skips); an error when only some have."""
+    have = [os.path.isfile(mask_path(voc12_root, n)) for n in names]
+    if all(have):
+        return True
+    if not any(have):
+        logger.info("%s: skipped: no ground truth (no masks in %s for the %d images; the data set has image-level "
+                    "labels only)", pass_name, os.path.join(voc12_root, MASK_DIR), len(names))
+        return False
+    missing = [n for n, h in zip(names, have) if not h]
+    raise ValueError(f"{pass_name}: {len(missing)} of {len(names)} images have no ground-truth mask in "
+                     f"{os.path.join(voc12_root, MASK_DIR)}, e.g. {missing[:3]}: evaluate a list of the images "
+                     f"with masks (--eval_list / --seg_val_list)")
 
 
 def load_class_names(voc12_root: str) -> list[str]:
@@ -153,7 +204,6 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
     Returns a summary dict: kept, positive (per class), negative, dropped_ambiguous, dropped_no_valid, paths.
     """
     from misc.io import load_png
-    from tqdm import tqdm
 
     class_names = load_class_names(voc12_root)
     fg_names = class_names[1:]
@@ -161,7 +211,8 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
     if names is None:
         folder = os.path.join(voc12_root, MASK_DIR)
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"label folder not found: {folder}")
+            raise FileNotFoundError(f"label folder not found: {folder} (a data set prepared without masks: label "
+                                    f"it with --tags CSV or --class_folders)")
         names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".png") and not f.startswith("."))
         if not names:
             raise ValueError(f"no PNG labels in {folder}")
@@ -169,8 +220,7 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
 
     kept, kept_labels = [], []
     dropped_ambiguous, dropped_no_valid = [], []
-    disable = quiet or not sys.stderr.isatty()
-    for name in tqdm(names, desc="image-level labels", unit="patch", disable=disable):
+    for name in progress(names, desc="image-level labels", quiet=quiet):
         path = mask_path(voc12_root, name)
         mask = load_png(path)
         if mask.ndim != 2:
@@ -187,34 +237,283 @@ def build_cls_labels(voc12_root: str, names: list[str] | None = None, *, cls_lab
     if not kept:
         raise ValueError(f"no patch kept out of {len(names)} (ambiguous: {len(dropped_ambiguous)}, "
                          f"no valid pixels: {len(dropped_no_valid)}): check --pos_thres/--neg_thres")
+    summary = write_cls_labels(cls_labels_file, kept, np.stack(kept_labels), fg_names, out_list=out_list,
+                               out_pos_list=out_pos_list)
+    logger.info("image-level labels: %d of %d patches kept; positive %s; negative (no fg class) %d; "
+                "dropped ambiguous (%g < share < %g) %d; dropped without valid pixels %d",
+                len(kept), len(names), summary["positive"], summary["negative"], neg_thres, pos_thres,
+                len(dropped_ambiguous), len(dropped_no_valid))
+    _warn_degenerate(summary, num_fg)
+    summary.update(num_patches=len(names), dropped_ambiguous=len(dropped_ambiguous),
+                   dropped_no_valid=len(dropped_no_valid))
+    return summary
 
-    labels = np.stack(kept_labels)  # (N, K)
-    order = np.argsort(kept)
-    kept = [kept[i] for i in order]
+
+def write_cls_labels(cls_labels_file: str, names: list[str], labels: np.ndarray, fg_names: list[str], *,
+                     out_list: str | None = None, out_pos_list: str | None = None) -> dict:
+    """Write ``cls_labels.npy`` and the lists (all kept names; names with a foreground class), sorted by name.
+
+    Args:
+        labels: (N, K) 0/1 multi-hot over ``fg_names``.
+    Returns a summary dict: kept, positive (per class), negative, num_positive_patches, paths, class_names.
+    """
+    labels = np.asarray(labels, np.uint8)  # (N, K)
+    order = np.argsort(names)
+    kept = [names[i] for i in order]
     labels = labels[order]
     positive = {n: int(labels[:, k].sum()) for k, n in enumerate(fg_names)}
     is_pos = labels.any(axis=1)
     negative = int((~is_pos).sum())
-
     save_cls_labels(cls_labels_file, kept, labels)
     if out_list:
         save_text_lines(out_list, kept)
     if out_pos_list:
         save_text_lines(out_pos_list, [n for n, p in zip(kept, is_pos) if p])
+    return {"kept": len(kept), "positive": positive, "negative": negative,
+            "num_positive_patches": int(is_pos.sum()), "cls_labels_path": cls_labels_file,
+            "out_list": out_list, "out_pos_list": out_pos_list, "class_names": list(fg_names)}
 
-    logger.info("image-level labels: %d of %d patches kept; positive %s; negative (no fg class) %d; "
-                "dropped ambiguous (%g < share < %g) %d; dropped without valid pixels %d",
-                len(kept), len(names), positive, negative, neg_thres, pos_thres, len(dropped_ambiguous),
-                len(dropped_no_valid))
-    for n, count in positive.items():
+
+def _warn_degenerate(summary: dict, num_fg: int) -> None:
+    for n, count in summary["positive"].items():
         if count == 0:
             logger.warning("no patch is positive for class %r: training a classifier on it is meaningless", n)
-    if negative == 0 and num_fg == 1:
+    if summary["negative"] == 0 and num_fg == 1:
         logger.warning("no negative patch (without the foreground class): the classifier sees no contrast")
-    return {"num_patches": len(names), "kept": len(kept), "positive": positive, "negative": negative,
-            "num_positive_patches": int(is_pos.sum()), "dropped_ambiguous": len(dropped_ambiguous),
-            "dropped_no_valid": len(dropped_no_valid), "cls_labels_path": cls_labels_file,
-            "out_list": out_list, "out_pos_list": out_pos_list, "class_names": fg_names}
+
+
+# --- image-level labels from tags (no masks) ----------------------------------------------------------------------
+
+_TAG_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+_TRUE_TAGS, _FALSE_TAGS = {"1", "true", "yes", "y", "x"}, {"0", "false", "no", "n", ""}
+
+
+def _normalise_id(text: str) -> str:
+    """'./Buildings\\x.TIF ' -> 'Buildings/x': how a CSV names an image, compared without extension or ./ prefix."""
+    text = text.strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    stem, ext = os.path.splitext(text)
+    return stem if ext.lower() in _TAG_EXTS else text
+
+
+def dataset_image_names(voc12_root: str) -> list[str]:
+    """Names of the images of a prepared data set (``JPEGImages/<name>.<ext>``), sorted."""
+    folder = os.path.join(voc12_root, IMAGE_DIR)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"image folder not found: {folder} (run `python -m data.prepare` first)")
+    names = sorted({os.path.splitext(f)[0] for f in os.listdir(folder)
+                    if not f.startswith(".") and f.lower().endswith(_TAG_EXTS)})
+    if not names:
+        raise ValueError(f"no images in {folder}")
+    return names
+
+
+def dataset_sources(voc12_root: str) -> dict[str, str]:
+    """{name: source key} recorded by data.prepare in classes.json (the key is the image's relative path without
+    extension, e.g. ``"Buildings/buildings07"``); empty for data sets prepared before it was recorded."""
+    try:
+        with open(classes_json_path(voc12_root), encoding="utf-8") as f:
+            sources = json.load(f).get("sources") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in sources.items()} if isinstance(sources, dict) else {}
+
+
+def _id_index(names: list[str], sources: dict[str, str]) -> dict[str, set[str]]:
+    """Every identifier a CSV may use for an image -> the data-set names it denotes: the name, the source key, the
+    key's file stem (unique or not; an ambiguous stem is an error when used)."""
+    index: dict[str, set[str]] = {}
+    for name in names:
+        key = sources.get(name, name)
+        for ident in {name, key, key.split("/")[-1], name.split("__")[-1]}:
+            index.setdefault(ident, set()).add(name)
+    return index
+
+
+def _class_index(fg_names: list[str]) -> dict[str, int]:
+    return {n.lower(): k for k, n in enumerate(fg_names)}
+
+
+def read_tags_csv(path: str, fg_names: list[str]) -> list[tuple[int, str, np.ndarray]]:
+    """Rows of a tag CSV as (line number, image identifier, (K,) uint8 multi-hot).
+
+    Two forms (header required; ``,`` or ``;``/tab delimited files are detected):
+      ``image,classes``: ``x.tif,building;road`` (``;``- or ``|``-separated names, empty = no foreground class);
+      ``image,building,road``: one 0/1 column per class (every class of classes.json must have a column).
+    Class names are matched without case; ``background`` is not a label and is ignored. Errors name file and line.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"tag file not found: {path}")
+    classes = _class_index(fg_names)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        text = f.read()
+    try:
+        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(text.splitlines(), dialect))
+    rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r) and not r[0].startswith("#")]
+    if not rows:
+        raise ValueError(f"tag file {path} is empty")
+    _, header = rows[0]
+    header = [h.strip().lower() for h in header]
+    if len(header) < 2:
+        raise ValueError(f"tag file {path}: header {header} needs an image column and a 'classes' column (or one "
+                         f"0/1 column per class: {', '.join(fg_names)})")
+    out = []
+    if header[1] in ("classes", "labels", "tags") and len(header) == 2:
+        for lineno, row in rows[1:]:
+            if len(row) > 2:
+                raise ValueError(f"{path}:{lineno}: {len(row)} fields; separate class names with ';' not ','")
+            label = np.zeros(len(fg_names), np.uint8)
+            for tag in re.split(r"[;|]", row[1] if len(row) > 1 else ""):
+                tag = tag.strip().lower()
+                if not tag or tag in ("background", "none"):
+                    continue
+                if tag not in classes:
+                    raise ValueError(f"{path}:{lineno}: unknown class {tag!r} for image {row[0]!r}; the data set's "
+                                     f"classes are {', '.join(fg_names)}")
+                label[classes[tag]] = 1
+            out.append((lineno, row[0], label))
+        return out
+    columns = header[1:]
+    unknown = [c for c in columns if c not in classes and c != "background"]
+    missing = [n for n in fg_names if n.lower() not in columns]
+    if unknown or missing:
+        raise ValueError(f"tag file {path}: class columns {columns} do not match the data set's classes {fg_names}"
+                         + (f" (unknown: {unknown})" if unknown else "") + (f" (missing: {missing})" if missing else "")
+                         + "; for class names in one column use the header 'image,classes'")
+    for lineno, row in rows[1:]:
+        if len(row) != len(header):
+            raise ValueError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}")
+        label = np.zeros(len(fg_names), np.uint8)
+        for column, value in zip(columns, row[1:]):
+            value = value.strip().lower()
+            if value not in _TRUE_TAGS | _FALSE_TAGS:
+                raise ValueError(f"{path}:{lineno}: column {column!r} is {value!r}, expected 0 or 1")
+            if column in classes and value in _TRUE_TAGS:
+                label[classes[column]] = 1
+        out.append((lineno, row[0], label))
+    return out
+
+
+def parse_class_folders(specs: list[str] | str, fg_names: list[str]) -> dict[str, np.ndarray]:
+    """Folder name (lower case) -> (K,) uint8 multi-hot, from ``folder:class1;class2`` pairs (comma- or
+    space-separated; ``forest:`` = no foreground class) and/or JSON files ``{"Buildings": ["building"], ...}``."""
+    classes = _class_index(fg_names)
+    mapping: dict[str, list[str]] = {}
+    for spec in [specs] if isinstance(specs, str) else specs:
+        if spec.lower().endswith(".json"):
+            try:
+                with open(spec, encoding="utf-8-sig") as f:
+                    loaded = json.load(f)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"class-folder map {spec} is not a JSON object: {err}") from err
+            if not isinstance(loaded, dict):
+                raise ValueError(f"class-folder map {spec} must be {{folder: [class, ...]}}")
+            for folder, names in loaded.items():
+                mapping[str(folder)] = [names] if isinstance(names, str) else list(names or [])
+            continue
+        for pair in spec.split(","):
+            if not pair.strip():
+                continue
+            if ":" not in pair:
+                raise ValueError(f"--class_folders {pair!r}: expected folder:class1;class2 (or folder: for none)")
+            folder, names = pair.rsplit(":", 1)
+            mapping[folder.strip()] = [n for n in re.split(r"[;|]", names) if n.strip()]
+    if not mapping:
+        raise ValueError("--class_folders: no folder given")
+    out: dict[str, np.ndarray] = {}
+    for folder, names in mapping.items():
+        label = np.zeros(len(fg_names), np.uint8)
+        for n in names:
+            n = str(n).strip().lower()
+            if n in ("background", "none"):
+                continue
+            if n not in classes:
+                raise ValueError(f"--class_folders: folder {folder!r} names unknown class {n!r}; the data set's "
+                                 f"classes are {', '.join(fg_names)}")
+            label[classes[n]] = 1
+        out[folder.lower()] = label
+    return out
+
+
+def _folders_of(name: str, sources: dict[str, str]) -> list[str]:
+    """The source folders of an image, outermost first (from classes.json's sources, else from the name)."""
+    key = sources.get(name)
+    return key.split("/")[:-1] if key else name.split("__")[:-1]
+
+
+def build_cls_labels_from_tags(voc12_root: str, names: list[str] | None = None, *, tags_csv: str | None = None,
+                               class_folders: list[str] | None = None, cls_labels_file: str | None = None,
+                               out_list: str | None = None, out_pos_list: str | None = None) -> dict:
+    """Image-level labels from tags a person gave whole images; writes the same files as :func:`build_cls_labels`.
+
+    Args:
+        names: the images to label (default: every image in ``<voc12_root>/JPEGImages``). Every one needs a tag.
+        tags_csv: see :func:`read_tags_csv`. A row naming no image of the data set is an error (a typo), as is an
+            identifier that matches several images or an image tagged twice differently.
+        class_folders: see :func:`parse_class_folders`; an image's label is that of its innermost mapped folder.
+    Every problem of the whole list is found before anything is written.
+    """
+    if (tags_csv is None) == (class_folders is None):
+        raise ValueError("give exactly one of --tags (a CSV) and --class_folders")
+    fg_names = load_class_names(voc12_root)[1:]
+    all_names = dataset_image_names(voc12_root)
+    names = list(all_names if names is None else names)
+    unknown = sorted(set(names) - set(all_names))
+    if unknown:
+        raise ValueError(f"{len(unknown)} listed names have no image in {os.path.join(voc12_root, IMAGE_DIR)}, "
+                         f"e.g. {unknown[:3]} (a typo in the list?)")
+    sources = dataset_sources(voc12_root)
+    labels: dict[str, np.ndarray] = {}
+    if tags_csv is not None:
+        index = _id_index(all_names, sources)
+        where: dict[str, int] = {}
+        problems = []
+        for lineno, ident, label in read_tags_csv(tags_csv, fg_names):
+            matches = index.get(_normalise_id(ident), set())
+            if not matches:
+                problems.append(f"line {lineno}: no image {ident!r}")
+                continue
+            if len(matches) > 1:
+                problems.append(f"line {lineno}: {ident!r} matches {len(matches)} images, e.g. "
+                                f"{sorted(matches)[:2]}; give the relative path")
+                continue
+            (name,) = matches
+            if name in labels and not np.array_equal(labels[name], label):
+                problems.append(f"line {lineno}: {ident!r} was tagged differently on line {where[name]}")
+            labels[name], where[name] = label, lineno
+        if problems:
+            raise ValueError(f"tag file {tags_csv}: {len(problems)} problem(s): " + "; ".join(problems[:5])
+                             + (" ..." if len(problems) > 5 else ""))
+        untagged = [n for n in names if n not in labels]
+        if untagged:
+            raise ValueError(f"tag file {tags_csv} has no row for {len(untagged)} of {len(names)} images, e.g. "
+                             f"{untagged[:3]}; tag them or pass a --train_list without them")
+    else:
+        folder_labels = parse_class_folders(class_folders, fg_names)
+        unmapped: dict[str, int] = {}
+        for name in names:
+            folders = [f for f in _folders_of(name, sources) if f.lower() in folder_labels]
+            if folders:
+                labels[name] = folder_labels[folders[-1].lower()]
+            else:
+                folder = "/".join(_folders_of(name, sources)) or "(top level)"
+                unmapped[folder] = unmapped.get(folder, 0) + 1
+        if unmapped:
+            listing = ", ".join(f"{f!r} ({n} images)" for f, n in sorted(unmapped.items())[:5])
+            raise ValueError(f"--class_folders maps no folder of {sum(unmapped.values())} images: {listing}; add "
+                             f"e.g. 'FOLDER:class' (or 'FOLDER:' for images without any class)")
+    summary = write_cls_labels(cls_labels_path(voc12_root, cls_labels_file), names,
+                               np.stack([labels[n] for n in names]), fg_names, out_list=out_list,
+                               out_pos_list=out_pos_list)
+    logger.info("image-level labels from %s: %d images; positive %s; negative (no fg class) %d",
+                tags_csv or "class folders", len(names), summary["positive"], summary["negative"])
+    _warn_degenerate(summary, len(fg_names))
+    summary.update(num_patches=len(names), dropped_ambiguous=0, dropped_no_valid=0)
+    return summary
 
 
 def overlay_sample(names: list[str], cls_labels_file: str, count: int) -> set[str]:

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from data.labels import read_name_list, overlay_sample
+from data.labels import overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
@@ -111,7 +111,7 @@ def _process_or_skip(task: tuple[str, dict]) -> tuple[str, str | None]:
 
 
 def run(args) -> None:
-    names = read_name_list(args.train_list)
+    names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     out_dir = args.ir_label_out_dir
     if args.conf_bg_thres > args.conf_fg_thres:
         raise ValueError(f"--conf_bg_thres ({args.conf_bg_thres}) must not exceed --conf_fg_thres "

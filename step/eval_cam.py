@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from data.labels import load_class_names, read_name_list
+from data.labels import ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_json
@@ -70,7 +70,9 @@ def run(args) -> None:
     dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
     if not dist.is_main():
         return  # scoring is cheap and writes one JSON: rank 0 alone
-    names = read_name_list(args.eval_list or args.infer_list)
+    names = read_checked_list(args.eval_list or args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
+    if not ground_truth_available(args.voc12_root, names, "eval_cam"):
+        return
     class_names = load_class_names(args.voc12_root)
     thresholds = (args.cam_eval_thres,) if args.cam_eval_thres is not None else DEFAULT_SWEEP
     conf = sweep_cams(args.cam_out_dir, args.voc12_root, names, len(class_names), thresholds)

@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import scipy.ndimage as ndi
 
-from data.labels import load_class_names, read_name_list
+from data.labels import ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, save_args, save_json
 from misc.logutils import progress
@@ -103,7 +103,9 @@ def run(args) -> None:
     dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
     if not dist.is_main():
         return  # scoring is cheap and writes one JSON: rank 0 alone
-    names = read_name_list(args.eval_list or args.infer_list)
+    names = read_checked_list(args.eval_list or args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
+    if not ground_truth_available(args.voc12_root, names, "eval_ins_seg"):
+        return
     class_names = load_class_names(args.voc12_root)
     per_class = evaluate(args.ins_seg_out_dir, args.voc12_root, names, len(class_names))
     aps = [v["ap"] for v in per_class.values() if np.isfinite(v["ap"])]

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from data.labels import load_class_names, read_name_list
+from data.labels import ground_truth_available, load_class_names, read_checked_list
 from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.io import save_args, save_json, save_png
@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 def run(args) -> None:
     device = torch.device(args.device)
-    names = read_name_list(args.seg_val_list or args.eval_list or args.infer_list)
+    names = read_checked_list(args.seg_val_list or args.eval_list or args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
+    if not ground_truth_available(args.voc12_root, names, "eval_seg"):
+        return
     class_names = load_class_names(args.voc12_root)
     model, ckpt = load_seg_model(args.seg_weights_name, device)
     if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from data.labels import load_class_names, read_name_list
+from data.labels import ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_png, save_args, save_json
 from misc.logutils import progress
@@ -52,7 +52,9 @@ def run(args) -> None:
     dist.barrier()  # under torchrun: every rank's shard of the predictions is on disk
     if not dist.is_main():
         return  # scoring is cheap and writes one JSON: rank 0 alone
-    names = read_name_list(args.eval_list or args.infer_list)
+    names = read_checked_list(args.eval_list or args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
+    if not ground_truth_available(args.voc12_root, names, PASS_NAME):
+        return
     class_names = load_class_names(args.voc12_root)
     result = evaluate_label_dir(args.sem_seg_out_dir, args.voc12_root, names, class_names)
     save_json(artifacts.eval_json_path(args.sem_seg_out_dir, PASS_NAME), result)

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from data.labels import load_cls_labels, read_name_list, overlay_sample
+from data.labels import load_cls_labels, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.cam import max_normalize
 from misc.io import save_args, save_npz, save_png
@@ -116,9 +116,9 @@ def start_cam_pass(args, pass_name: str):
     output folder (args json, stale temp files removed), the overlay sample and this rank's pending names.
 
     Returns (names, cls_labels, model, overlay_names, todo)."""
-    names = read_name_list(args.infer_list)
     labels_file = artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path)
     cls_labels = load_cls_labels(labels_file)
+    names = read_checked_list(args.infer_list, args.voc12_root, cls_labels=cls_labels, skip_bad=args.skip_bad)
     model = load_cam_model(args.cam_weights_name, torch.device(args.device))
     prepare_out_dir(args.cam_out_dir)
     if dist.is_main():

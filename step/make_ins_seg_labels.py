@@ -26,7 +26,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
-from data.labels import read_name_list, overlay_sample
+from data.labels import overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
@@ -164,7 +164,7 @@ def run(args) -> None:
     from step.train_irn import load_irn_model
 
     device = torch.device(args.device)
-    names = read_name_list(args.infer_list)
+    names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     model = load_irn_model(args.irn_weights_name, device)
     prepare_out_dir(args.ins_seg_out_dir)
     if dist.is_main():

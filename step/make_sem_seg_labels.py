@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import read_name_list, overlay_sample
+from data.labels import overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
@@ -148,7 +148,7 @@ def run(args) -> None:
         raise ValueError(f"--rw_normalize {args.rw_normalize!r}: choose one of {RW_NORMALIZATIONS}")
     normalize = args.rw_normalize == "max"  # the saved walk scores, like the masks, are max-divided only for "max"
     device = torch.device(args.device)
-    names = read_name_list(args.infer_list)
+    names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     out_dir = args.sem_seg_out_dir
     prepare_out_dir(out_dir)
     if dist.is_main():

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from data.labels import load_class_names, read_name_list
+from data.labels import load_class_names, read_checked_list
 from data.raster_io import read_image
 from misc import active_learning, artifacts
 from misc.io import save_args, save_json, save_text_lines
@@ -74,7 +74,7 @@ def _num_classes(voc12_root: str) -> int | None:
 def run(args) -> None:
     device = torch.device(args.device)
     pool_list = args.al_pool_list or args.train_list
-    names = read_name_list(pool_list)
+    names = read_checked_list(pool_list, args.voc12_root, skip_bad=args.skip_bad)
     out_list = args.al_out_list or artifacts.al_list_path(args.al_strategy, args.al_ratio)
     count = active_learning.num_to_select(len(names), args.al_ratio)
     log.info("select_tiles: %d of %d tiles of %s by %s%s", count, len(names), pool_list, args.al_strategy,

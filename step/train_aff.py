@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from data.irn_dataset import IRNDataset
-from data.labels import read_name_list
+from data.labels import read_checked_list
 from misc import artifacts, dist
 from misc.affinity import AFF_RADIUS, affinity_edge_map, affinity_loss, feature_affinities
 from misc.io import save_args, save_png
@@ -95,7 +95,7 @@ def write_affinity_overlays(model: AffinityNet, args, names: list[str], device: 
 
 def run(args) -> None:
     device = torch.device(args.device)
-    names = read_name_list(args.train_list)
+    names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.aff_crop_size,
                          seed=args.seed)
     model = build_aff_from_cam(args, device)

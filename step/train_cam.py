@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from data.cls_dataset import ClassificationDataset
-from data.labels import load_cls_labels, read_name_list
+from data.labels import load_cls_labels, read_checked_list
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
@@ -81,8 +81,8 @@ def _scale_range(scales) -> tuple[float, float]:
 
 def run(args) -> None:
     device = torch.device(args.device)
-    names = read_name_list(args.train_list)
     cls_labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path))
+    names = read_checked_list(args.train_list, args.voc12_root, cls_labels=cls_labels, skip_bad=args.skip_bad)
     dataset = ClassificationDataset(args.voc12_root, names, cls_labels, crop_size=args.cam_crop_size,
                                     scale_range=_scale_range(args.cam_train_scales), seed=args.seed)
     num_classes = len(next(iter(cls_labels.values())))

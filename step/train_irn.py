@@ -15,7 +15,7 @@ import time
 import torch
 
 from data.irn_dataset import IRNDataset
-from data.labels import read_name_list
+from data.labels import read_checked_list
 from misc import artifacts, dist
 from misc.io import save_args, save_png
 from misc.logutils import progress
@@ -97,7 +97,7 @@ def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.
 
 def run(args) -> None:
     device = torch.device(args.device)
-    names = read_name_list(args.train_list)
+    names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.irn_crop_size,
                          seed=args.seed)
     model = build_irn_from_cam(args, device)

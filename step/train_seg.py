@@ -17,7 +17,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data.labels import load_class_names, read_name_list
+from data.labels import load_class_names, read_checked_list
 from data.seg_dataset import SegmentationDataset
 from misc import artifacts, dist
 from misc.io import save_args
@@ -50,10 +50,10 @@ def seg_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
 
 def run(args) -> None:
     device = torch.device(args.device)
-    names = read_name_list(args.train_list)
+    names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     class_names = load_class_names(args.voc12_root)
     num_classes = len(class_names)
-    pixel_names = (read_name_list(args.seg_pixel_list)
+    pixel_names = (read_checked_list(args.seg_pixel_list, args.voc12_root, skip_bad=args.skip_bad)
                    if args.seg_label_source == "mixed" and args.seg_pixel_list else None)
     dataset = SegmentationDataset(args.voc12_root, names, num_classes=num_classes, crop_size=args.seg_crop_size,
                                   label_source=args.seg_label_source, pseudo_dir=args.sem_seg_out_dir,

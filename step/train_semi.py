@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from data.labels import load_class_names, read_name_list
+from data.labels import load_class_names, read_checked_list
 from data.seg_dataset import SegmentationDataset
 from data.unlabeled_dataset import UnlabeledCropDataset
 from misc import dist
@@ -171,9 +171,9 @@ def run(args) -> None:
     class_names = load_class_names(args.voc12_root)
     num_classes = len(class_names)
     labeled, unlabeled = split_names(
-        read_name_list(args.semi_labeled_list),
-        read_name_list(args.semi_unlabeled_list) if args.semi_unlabeled_list else None,
-        None if args.semi_unlabeled_list else read_name_list(args.train_list))
+        read_checked_list(args.semi_labeled_list, args.voc12_root, skip_bad=args.skip_bad),
+        read_checked_list(args.semi_unlabeled_list, args.voc12_root, skip_bad=args.skip_bad) if args.semi_unlabeled_list else None,
+        None if args.semi_unlabeled_list else read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad))
     method = args.semi_method
     log.info("train_semi (%s): %d labelled tiles (%s), %d unlabelled, %d classes %s", method, len(labeled),
              args.semi_labeled_list, len(unlabeled), num_classes, class_names)
