@@ -288,13 +288,14 @@ _TAG_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _TRUE_TAGS, _FALSE_TAGS = {"1", "true", "yes", "y", "x"}, {"0", "false", "no", "n", ""}
 
 
-def _normalise_id(text: str) -> str:
-    """'./Buildings\\x.TIF ' -> 'Buildings/x': how a CSV names an image, compared without extension or ./ prefix."""
+def _normalise_id(text: str) -> list[str]:
+    """'./Buildings\\images\\x.TIF ' -> ['Buildings/x', 'x']: the ways a CSV's image may be keyed, longest first
+    (without extension, ./ prefix or an ``images`` folder, as data.prepare keys its sources)."""
     text = text.strip().replace("\\", "/")
-    while text.startswith("./"):
-        text = text[2:]
     stem, ext = os.path.splitext(text)
-    return stem if ext.lower() in _TAG_EXTS else text
+    text = stem if ext.lower() in _TAG_EXTS else text
+    parts = [p for p in text.split("/") if p not in ("", ".") and p.lower() != "images"]
+    return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
 def dataset_image_names(voc12_root: str) -> list[str]:
@@ -473,7 +474,7 @@ def build_cls_labels_from_tags(voc12_root: str, names: list[str] | None = None, 
         where: dict[str, int] = {}
         problems = []
         for lineno, ident, label in read_tags_csv(tags_csv, fg_names):
-            matches = index.get(_normalise_id(ident), set())
+            matches = next((index[k] for k in _normalise_id(ident) if k in index), set())
             if not matches:
                 problems.append(f"line {lineno}: no image {ident!r}")
                 continue
