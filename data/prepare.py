@@ -68,15 +68,22 @@ def _list_files(spec: str, exts: tuple[str, ...]) -> tuple[str, list[str]]:
 
 
 def _walk_files(folder: str) -> list[str]:
-    """Every non-hidden file under ``folder``, following symlinked folders (each real folder once: no loops)."""
-    files, seen = [], set()
+    """Every non-hidden file under ``folder``, following symlinked folders; a link back to a folder on its own path
+    (a loop) is not followed."""
+    files = []
+    chains = {folder: {os.path.realpath(folder)}}  # folder -> real paths of itself and its ancestors in the walk
     for current, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(current)
-        if real in seen:  # a link back up the tree, or two links to one folder
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        chain = chains.pop(current, {os.path.realpath(current)})
+        kept = []
+        for d in sorted(d for d in dirs if not d.startswith(".")):
+            path = os.path.join(current, d)
+            real = os.path.realpath(path)
+            if real in chain:
+                logger.warning("not following %s: it links back to %s (a loop)", path, real)
+                continue
+            chains[path] = chain | {real}
+            kept.append(d)
+        dirs[:] = kept
         files += [os.path.join(current, n) for n in sorted(names) if not n.startswith(".")]
     return files
 

@@ -17,13 +17,13 @@ import os
 
 import numpy as np
 
-from data.labels import overlay_sample, read_checked_list
+from data.labels import load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
 from misc.logutils import progress
 from misc.robust import ITEM_ERRORS, BadItems, describe, prepare_out_dir
-from misc.visualize import cam_overlay, colorize_label, side_by_side
+from misc.visualize import cam_overlay, colorize_label, legend_entries, side_by_side
 
 log = logging.getLogger(__name__)
 PASS_NAME = "cam_to_ir_label"
@@ -74,11 +74,14 @@ def make_ir_label(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, 
     return combine_confident(*maps)
 
 
-def write_ir_overlay(out_dir: str, name: str, image: np.ndarray, high_res: np.ndarray, label: np.ndarray) -> None:
-    """Image | strongest CAM | IR label in colour (grey = unsure)."""
+def write_ir_overlay(out_dir: str, name: str, image: np.ndarray, high_res: np.ndarray, label: np.ndarray,
+                     class_names: list[str] | None = None) -> None:
+    """Image | strongest CAM | IR label in colour (black = background, grey = unsure), titled, with a legend."""
     strongest = high_res.max(axis=0) if len(high_res) else np.zeros(image.shape[:2], np.float32)
+    legend = legend_entries(class_names, unsure=True, background=True) if class_names else None
     save_png(artifacts.overlay_path(out_dir, name),
-             side_by_side([image, cam_overlay(image, strongest), colorize_label(label)]))
+             side_by_side([image, cam_overlay(image, strongest), colorize_label(label)],
+                          titles=["image", "strongest CAM", "IR label"], legend=legend))
 
 
 def _process(task: tuple[str, dict]) -> str:
@@ -94,7 +97,7 @@ def _process(task: tuple[str, dict]) -> str:
     label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
                           conf_bg_thres=cfg["conf_bg_thres"])
     if name in cfg["overlay"]:  # before the label: the label marks the item done
-        write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label)
+        write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label, cfg.get("class_names"))
     save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
     return name
 
@@ -126,7 +129,8 @@ def run(args) -> None:
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
            "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
            "overlay": frozenset(overlay_sample(
-               names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad}
+               names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad,
+           "class_names": load_class_names(args.voc12_root)}
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     tasks = [(n, cfg) for n in todo]
     workers = min(int(args.num_workers), len(tasks))

@@ -24,7 +24,7 @@ from misc.io import save_args, save_json, save_png
 from misc.logutils import progress
 from misc.robust import prepare_out_dir
 from misc.sliding_window import predict_sliding
-from misc.visualize import label_overlay, side_by_side
+from misc.visualize import label_overlay, legend_entries, side_by_side
 from step.eval_cam import load_ground_truth
 from step.eval_sem_seg import evaluate_label_dir
 from step.predict import load_seg_model, make_model_fn
@@ -63,7 +63,9 @@ def run(args) -> None:
             if index < args.seg_num_overlays:  # before the prediction: the prediction marks the item done
                 gt = load_ground_truth(args.voc12_root, name, pred.shape)
                 save_png(artifacts.overlay_path(args.seg_out_dir, name),
-                         side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)]))
+                         side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)],
+                                      titles=["image", "prediction", "ground truth"],
+                                      legend=legend_entries(class_names)))
             save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
     dist.barrier()
     if not dist.is_main():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.labels import load_class_names
 from misc import artifacts, dist
 from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
 from misc.logutils import progress
@@ -79,7 +80,8 @@ def run(args) -> None:
                 fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
                 least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
                 save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
-                                  overlay_image=image if name in overlay_names else None)
+                                  overlay_image=image if name in overlay_names else None,
+                                  class_names=load_class_names(args.voc12_root) if name in overlay_names else None)
     bad.log_summary()
     log.info("make_adv_cam: %d forward / %d backward passes (minimum %d / %d); CAMs in %s", stats.forwards,
              stats.backwards, least_forwards, least_backwards, args.cam_out_dir)

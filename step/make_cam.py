@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from data.labels import load_cls_labels, overlay_sample, read_checked_list
+from data.labels import load_class_names, load_cls_labels, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.cam import max_normalize
 from misc.io import save_args, save_npz, save_png
@@ -81,7 +81,8 @@ def multiscale_cams(model: CAMNet, image: np.ndarray, scales: tuple[float, ...])
 
 
 def save_cam_artifact(out_dir: str, name: str, keys: np.ndarray, strided: torch.Tensor,
-                      high_res: torch.Tensor, overlay_image: np.ndarray | None = None) -> np.ndarray:
+                      high_res: torch.Tensor, overlay_image: np.ndarray | None = None,
+                      class_names: list[str] | None = None) -> np.ndarray:
     """Keep the present classes' maps, max-normalise each to [0, 1] and write the .npz atomically.
 
     With ``overlay_image`` (uint8 (H, W, 3)) the overlay is written first: the .npz marks the item done (a rerun skips
@@ -91,16 +92,18 @@ def save_cam_artifact(out_dir: str, name: str, keys: np.ndarray, strided: torch.
     high_res = max_normalize(high_res[keys_t]) if len(keys) else high_res[:0]
     high_np = high_res.float().cpu().numpy()
     if overlay_image is not None:
-        write_cam_overlay(out_dir, name, overlay_image, keys, high_np)
+        write_cam_overlay(out_dir, name, overlay_image, keys, high_np, class_names=class_names)
     save_npz(artifacts.cam_path(out_dir, name), keys=keys.astype(np.int64),
              cam=strided.float().cpu().numpy(), high_res=high_np)
     return high_np
 
 
-def write_cam_overlay(out_dir: str, name: str, image: np.ndarray, keys: np.ndarray, high_res: np.ndarray) -> None:
-    """Image | CAM of each present class, side by side."""
+def write_cam_overlay(out_dir: str, name: str, image: np.ndarray, keys: np.ndarray, high_res: np.ndarray,
+                      class_names: list[str] | None = None) -> None:
+    """Image | CAM of each present class, side by side, titled (``class_names``: ["background", fg_1, ...])."""
     panels = [image] + [cam_overlay(image, high_res[i]) for i in range(len(keys))]
-    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels))
+    titles = ["image"] + [f"CAM {class_names[k + 1] if class_names else f'class {k + 1}'}" for k in keys]
+    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels, titles=titles))
 
 
 def pending_names(names: list[str], out_dir: str, overwrite: bool) -> list[str]:
@@ -134,6 +137,7 @@ def run(args) -> None:
     log.info("make_cam: %d images to do (%d already done), scales %s", len(todo),
              len(dist.shard(names)) - len(todo), args.cam_scales)
     bad = BadItems("make_cam", skip_bad=args.skip_bad)
+    class_names = load_class_names(args.voc12_root) if overlay_names else None
     with torch.inference_mode():
         for name in progress(todo, desc="make_cam"):
             with bad.guard(name):
@@ -141,6 +145,6 @@ def run(args) -> None:
                 image = read_image(artifacts.image_path(args.voc12_root, name))
                 strided, high = multiscale_cams(model, image, args.cam_scales)
                 save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
-                                  overlay_image=image if name in overlay_names else None)
+                                  overlay_image=image if name in overlay_names else None, class_names=class_names)
     bad.log_summary()
     log.info("make_cam: CAMs in %s", args.cam_out_dir)

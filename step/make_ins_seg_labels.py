@@ -190,7 +190,8 @@ def run(args) -> None:
                                                      cam["high_res"], cam["keys"])
                 if name in overlay_names:  # before the .npz: the .npz marks the item done
                     save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
-                             side_by_side([image, instance_picture(image, result["masks"])]))
+                             side_by_side([image, instance_picture(image, result["masks"])],
+                                          titles=["image", "instances"]))
                 save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
                 total += len(result["masks"])
     bad.log_summary()

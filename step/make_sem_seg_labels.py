@@ -30,14 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import overlay_sample, read_checked_list
+from data.labels import load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
 from misc.robust import BadItems, prepare_out_dir
 from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
-from misc.visualize import label_overlay, side_by_side
+from misc.visualize import label_overlay, legend_entries, side_by_side
 
 log = logging.getLogger(__name__)
 PASS_NAME = "make_sem_seg"
@@ -112,8 +112,9 @@ def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.T
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
-                          label: np.ndarray, gt: np.ndarray | None) -> None:
-    """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one)."""
+                          label: np.ndarray, gt: np.ndarray | None, class_names: list[str] | None = None) -> None:
+    """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one), titled, with a
+    legend of the classes (``class_names``: ["background", fg_1, ...])."""
     h, w = image.shape[:2]
     if boundary is None:
         boundary_panel = np.zeros((h, w), np.uint8)
@@ -122,9 +123,12 @@ def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: 
                            align_corners=False)[0, 0, :h, :w]
         boundary_panel = (up.clamp(0, 1) * 255).round().byte().numpy()
     panels = [image, boundary_panel, label_overlay(image, label)]
+    titles = ["image", "boundary map", "pseudo mask"]
     if gt is not None:
         panels.append(label_overlay(image, gt))
-    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels))
+        titles.append("ground truth")
+    legend = legend_entries(class_names) if class_names else None
+    save_png(artifacts.overlay_path(out_dir, name), side_by_side(panels, titles=titles, legend=legend))
 
 
 def _load_boundary_model(weights_path: str, device: torch.device):
@@ -208,7 +212,8 @@ def run(args) -> None:
                     gt_path = artifacts.mask_path(args.voc12_root, name)
                     gt = load_png(gt_path) if os.path.isfile(gt_path) else None
                     gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
-                    write_sem_seg_overlay(out_dir, name, image, boundary, label, gt)
+                    write_sem_seg_overlay(out_dir, name, image, boundary, label, gt,
+                                          class_names=load_class_names(args.voc12_root))
                 if args.sem_seg_save_rw:
                     # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
                     scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0

@@ -90,7 +90,7 @@ def write_affinity_overlays(model: AffinityNet, args, names: list[str], device: 
             full = F.interpolate(edges[None, None], scale_factor=4, mode="bilinear", align_corners=False)
             full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
             save_png(artifacts.aff_overlay_path(args.aff_weights_name, name),
-                     side_by_side([image, cam_overlay(image, full)]))
+                     side_by_side([image, cam_overlay(image, full)], titles=["image", "affinity edges"]))
 
 
 def run(args) -> None:

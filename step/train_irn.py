@@ -92,7 +92,7 @@ def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.
             full = torch.nn.functional.interpolate(boundary, scale_factor=4, mode="bilinear", align_corners=False)
             full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
             save_png(artifacts.irn_boundary_overlay_path(args.irn_weights_name, name),
-                     side_by_side([image, cam_overlay(image, full)]))
+                     side_by_side([image, cam_overlay(image, full)], titles=["image", "boundary map"]))
 
 
 def run(args) -> None:

@@ -133,7 +133,8 @@ def test_make_and_eval_sem_seg_contract(dataset, stand_in_irn):
     assert (load_png(str(out / "empty.png")) == 0).all()
     assert sorted(os.listdir(out / "overlays")) == ["a.png", "b.png"]
     overlay = load_png(str(out / "overlays" / "a.png"))
-    assert overlay.shape == (64, 4 * 64 + 3 * 4, 3)  # image | boundary | pseudo mask | ground truth
+    # title band (16) over image | boundary | pseudo mask | ground truth (64 each, 4-px gaps), legend row (18) below
+    assert overlay.shape == (16 + 64 + 18, 4 * 64 + 3 * 4, 3)
     assert (out / "args_make_sem_seg.json").is_file()
 
     eval_sem_seg.run(make_args(dataset))
