@@ -191,3 +191,17 @@ def test_pipeline_without_masks_runs_and_eval_passes_skip(class_folders):
     # outside a terminal (pytest captures stderr) the long loops log their progress into the log file
     assert "train_cam epoch 1/1: 1/" in text and "make_adv_cam: 1/" in text
     assert f"make_adv_cam: {len(names)}/{len(names)} it (100.0 %)" in text
+
+
+def test_eval_with_masks_for_only_some_images_asks_for_a_list_of_them(class_folders, tmp_path):
+    from data.labels import ground_truth_available
+
+    root = tmp_path / "ref"
+    shutil.copytree(class_folders["ref"], root)
+    names = read_name_list(str(class_folders["ref_list"]))
+    assert ground_truth_available(str(root), names, "eval_cam") is True
+    os.remove(artifacts.mask_path(str(root), names[1]))
+    with pytest.raises(ValueError, match=rf"eval_cam: 1 of {len(names)} images have no ground-truth mask .*"
+                                         rf"{names[1]}.*--eval_list"):
+        ground_truth_available(str(root), names, "eval_cam")
+    assert ground_truth_available(str(class_folders["tagged"]), names, "eval_cam") is False
