@@ -295,8 +295,13 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
         save_text_lines(list_out, written)
 
     share = 100.0 * unknown_total / max(total_pixels, 1)
-    logger.info("%d scenes -> %d patches in %s (%d dropped below min_valid %.2f); unknown colour: %d pixels "
-                "(%.2f %%) -> ignore", len(pairs), len(written), out_root, dropped, min_valid, unknown_total, share)
+    if masks is None:
+        logger.info("%d images -> %d images in %s, no masks; next: write_numpy.py --voc12_root %s --tags CSV (or "
+                    "--class_folders)", len(pairs), len(written), out_root, out_root)
+    else:
+        logger.info("%d scenes -> %d patches in %s (%d dropped below min_valid %.2f); unknown colour: %d pixels "
+                    "(%.2f %%) -> ignore", len(pairs), len(written), out_root, dropped, min_valid, unknown_total,
+                    share)
     return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
             "unknown_pixels": unknown_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
             "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
