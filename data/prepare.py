@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from data.palettes import decode_mask, load_palette, resolve_fg_classes
+from data.palettes import decode_mask, is_background_free, load_palette, resolve_fg_classes
 from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
 from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, mask_path
 from misc.cli import str2bool
@@ -236,6 +236,7 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
     save_json(classes_json_path(out_root), {
         "classes": classes, "ignore_index": IGNORE_INDEX, "palette": palette.name,
         "palette_classes": palette.class_names, "fg_classes": fg,
+        "background_free": is_background_free(palette, fg),
         "source_images": os.path.abspath(images), "source_masks": os.path.abspath(masks),
         "patch_size": patch_size, "stride": stride if patch_size else 0, "image_ext": image_ext,
         "min_valid": min_valid, "num_scenes": len(pairs), "num_patches": len(written)})

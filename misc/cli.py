@@ -28,6 +28,10 @@ PASSES = (
     ("report", "make_report"),
 )
 
+# The registered backbones (net/backbones.py BACKBONES; kept here so that parsing needs no torch import; a test checks
+# that the two agree).
+BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50")
+
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f"}
 
@@ -86,11 +90,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--infer_list", default="cdy12/train_aug.txt", help="images the inference passes process")
     g.add_argument("--eval_list", default=None, help="images the eval passes score (default: --infer_list)")
     g.add_argument("--cls_labels_path", default=None, help="default: <voc12_root>/cls_labels.npy")
+    g.add_argument("--background", default="auto", choices=("auto", "threshold", "none"),
+                   help="how pixels become background: 'threshold' = a constant background score competes with the "
+                        "CAMs (data with a background/clutter class); 'none' = background-free, each pixel takes "
+                        "the best-scoring present class (every pixel belongs to some class: Dubai, DeepGlobe); "
+                        "'auto' = 'none' when classes.json says background_free (data.prepare --fg_classes all "
+                        "on such a palette)")
 
     g = parser.add_argument_group("network")
-    g.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "resnet50"))
+    g.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONE_CHOICES,
+                   help="feature extractor of the CAM classifier, IRN and AffinityNet (the segmenter: --seg_backbone)")
     g.add_argument("--pretrained", default="default",
-                   help="ImageNet weights: 'default' (shipped EfficientNet-Lite0 weights; none for resnet50), "
+                   help="ImageNet weights: 'default' (shipped EfficientNet-Lite0/Lite2 weights; none for resnet50), "
                         "a .pth path (e.g. your torchvision ResNet-50 file), or 'none'")
 
     g = parser.add_argument_group("class activation maps")
@@ -123,6 +134,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g = parser.add_argument_group("inter-pixel relation labels")
     g.add_argument("--conf_fg_thres", type=float, default=0.30)
     g.add_argument("--conf_bg_thres", type=float, default=0.05)
+    g.add_argument("--conf_margin", type=float, default=0.2,
+                   help="background-free IR labels (--background none): a pixel is a confident class where its "
+                        "best CAM beats the second best by at least this much (and the CRF agrees); unsure otherwise")
 
     g = parser.add_argument_group("inter-pixel relation network (IRN)")
     g.add_argument("--irn_network", default="net.resnet50_irn", help="accepted for seed compatibility")
@@ -170,6 +184,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--predict_window", type=int, default=512)
     g.add_argument("--predict_overlap", type=int, default=64)
     g.add_argument("--seg_head_channels", type=int, default=256, help="ASPP/decoder width of the segmentation net")
+    g.add_argument("--seg_backbone", default=None, choices=BACKBONE_CHOICES,
+                   help="the segmenter's encoder (default: --backbone)")
+    g.add_argument("--seg_decoder", default="deeplab", choices=("deeplab", "fpn"),
+                   help="deeplab: DeepLabV3+ (ASPP at stride 16, a stride-4 skip); fpn: plus a stride-8 top-down step")
+    _bool(g, "--seg_tta", default=False,
+          help="eval_seg/predict: average the logits of the image and its horizontal and vertical flips (3x the time)")
     g.add_argument("--seg_num_overlays", type=int, default=8, help="eval_seg: PNG overlays written")
     g.add_argument("--predict_batch_size", type=int, default=4, help="windows per forward pass")
     g.add_argument("--predict_building_class", default="building",

@@ -350,6 +350,10 @@ def run(args) -> None:
     if dist.is_main():
         save_args(args, args.seg_out_dir, "predict")
     model_fn = make_model_fn(model)
+    if args.seg_tta:
+        from misc.tta import flip_tta
+
+        model_fn = flip_tta(model_fn)
     prepare_out_dir(args.seg_out_dir)
     mine = dist.shard(paths)
     todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p)]
