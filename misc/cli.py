@@ -12,6 +12,7 @@ PASSES = (
     ("train_cam", "train_cam"),
     ("make_cam", "make_cam"),
     ("make_adv_cam", "make_adv_cam"),
+    ("refine_cam", "refine_cam"),
     ("eval_cam", "eval_cam"),
     ("cam_to_ir_label", "cam_to_ir_label"),
     ("train_irn", "train_irn"),
@@ -132,6 +133,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--score_th", type=float, default=0.6)
 
     g = parser.add_argument_group("inter-pixel relation labels")
+    g.add_argument("--refined_cam_out_dir", default=None,
+                   help="refine_cam: where the PAR-refined CAMs go (CAM format; pass it as --cam_out_dir downstream)")
+    g.add_argument("--par_num_iter", type=int, default=10, help="refine_cam: PAR propagation steps")
+    g.add_argument("--par_dilations", type=float_list, default=(1, 2, 4, 8, 12, 24),
+                   help="refine_cam: neighbour dilations of PAR (AFA's)")
     g.add_argument("--conf_fg_thres", type=float, default=0.30)
     g.add_argument("--conf_bg_thres", type=float, default=0.05)
     g.add_argument("--conf_margin", type=float, default=0.2,

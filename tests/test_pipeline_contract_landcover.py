@@ -61,6 +61,8 @@ def landcover(tmp_path_factory):
     assert run_sample.main(common + ["--train_cam_pass", "True", "--make_cam_pass", "True",
                                      "--eval_cam_pass", "True"]) == 0
     assert obtain_CAM_masking.main(common + ["--adv_iter", "1", "--cam_out_dir", str(out / "cam_adv")]) == 0
+    assert run_sample.main(common + ["--refine_cam_pass", "True", "--refined_cam_out_dir", str(out / "cam_par"),
+                                     "--par_num_iter", "3"]) == 0
     assert run_sample.main(common + [
         "--cam_to_ir_label_pass", "True", "--conf_margin", "0.1",
         "--train_irn_pass", "True", "--irn_crop_size", str(PATCH), "--irn_batch_size", "4", "--irn_num_epochs", "1",
@@ -90,7 +92,7 @@ def test_classes_json_and_labels(landcover):
     assert any(v.sum() >= 2 for v in labels.values())  # and the fixture has multi-class patches
 
 
-@pytest.mark.parametrize("cam_dir", ["cam", "cam_adv"])
+@pytest.mark.parametrize("cam_dir", ["cam", "cam_adv", "cam_par"])
 def test_cams_of_every_present_class(landcover, cam_dir):
     labels = load_cls_labels(artifacts.cls_labels_path(landcover["root"]))
     for name in _names(landcover):
