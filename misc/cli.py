@@ -14,6 +14,7 @@ PASSES = (
     ("make_adv_cam", "make_adv_cam"),
     ("refine_cam", "refine_cam"),
     ("eval_cam", "eval_cam"),
+    ("pick_thresholds", "pick_thresholds"),
     ("cam_to_ir_label", "cam_to_ir_label"),
     ("train_irn", "train_irn"),
     ("train_aff", "train_aff"),
@@ -133,6 +134,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--score_th", type=float, default=0.6)
 
     g = parser.add_argument_group("inter-pixel relation labels")
+    g.add_argument("--threshold_list", default=None,
+                   help="pick_thresholds: a few tiles WITH masks to choose the background threshold on (default: "
+                        "none, Otsu's cut of the CAM scores, no ground truth needed)")
     g.add_argument("--refined_cam_out_dir", default=None,
                    help="refine_cam: where the PAR-refined CAMs go (CAM format; pass it as --cam_out_dir downstream)")
     g.add_argument("--par_num_iter", type=int, default=10, help="refine_cam: PAR propagation steps")
