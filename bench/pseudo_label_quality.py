@@ -8,7 +8,7 @@
     python bench/pseudo_label_quality.py crf-cam --voc12_root Dataset/dubai --list Dataset/dubai/lists/train_aug.txt \
         --cam_out_dir result/dubai/cam_t123478_e10_s20_30_all --threshold 0.3
 
-Both are for one foreground class (label 1) and ignore ground-truth pixels of value 255.
+ir-labels handles any number of classes (and background-free IR labels); crf-cam is for one foreground class\n(label 1). Both ignore ground-truth pixels of value 255.
 """
 from __future__ import annotations
 
@@ -37,19 +37,38 @@ def _ground_truth(voc12_root: str, name: str, shape: tuple[int, int] | None = No
 
 
 def ir_label_quality(voc12_root: str, names: list[str], ir_dir: str) -> dict[str, float]:
-    """Coverage and precision of the confident foreground (1) and background (0) of IR labels."""
-    counts = np.zeros(4, np.int64)  # fg right, fg total, bg right, bg total
+    """Coverage and precision of IR labels (0 background, 1..K classes, 255 unsure), for any K.
+
+    ``fg_*``: the confident pixels of any class 1..K (right = the ground truth has that same class); ``bg_*``: the
+    confident background (0); ``confident_precision``: every confident pixel; ``<class>_precision`` /
+    ``<class>_recall``: per class, the share of its confident pixels that are right and the share of its
+    ground-truth pixels it confidently covers. Background-free IR labels have no 0, so ``bg_cover`` is 0 there.
+    """
+    from data.labels import load_class_names
+
+    class_names = load_class_names(voc12_root)
+    k = len(class_names)
+    conf = np.zeros((k, k), np.int64)  # rows: ground truth, columns: confident IR label
+    gt_counts = np.zeros(k, np.int64)  # every valid ground-truth pixel per class, unsure ones included
     unsure = pixels = 0
     for name in names:
-        label = load_png(artifacts.ir_label_path(ir_dir, name))
+        label = load_png(artifacts.ir_label_path(ir_dir, name)).astype(np.int64)
         gt = _ground_truth(voc12_root, name, label.shape)
         valid = gt != 255
-        fg, bg = (label == 1) & valid, (label == 0) & valid
-        counts += [(gt[fg] == 1).sum(), fg.sum(), (gt[bg] == 0).sum(), bg.sum()]
+        sure = valid & (label != 255)
+        conf += confusion_matrix(label[sure], gt[sure], k)
+        gt_counts += np.bincount(gt[valid], minlength=k)[:k]
         unsure += ((label == 255) & valid).sum()
         pixels += valid.sum()
-    return {"fg_cover": counts[1] / pixels, "fg_precision": counts[0] / max(counts[1], 1),
-            "bg_cover": counts[3] / pixels, "bg_precision": counts[2] / max(counts[3], 1), "unsure": unsure / pixels}
+    tp = np.diag(conf)
+    fg_total = conf[:, 1:].sum()
+    result = {"fg_cover": fg_total / pixels, "fg_precision": tp[1:].sum() / max(fg_total, 1),
+              "bg_cover": conf[:, 0].sum() / pixels, "bg_precision": tp[0] / max(conf[:, 0].sum(), 1),
+              "unsure": unsure / pixels, "confident_precision": tp.sum() / max(conf.sum(), 1)}
+    for c, n in enumerate(class_names[1:], start=1):
+        result[f"{n}_precision"] = tp[c] / max(conf[:, c].sum(), 1)
+        result[f"{n}_recall"] = tp[c] / max(gt_counts[c], 1)
+    return result
 
 
 def crf_cam_quality(voc12_root: str, names: list[str], cam_dir: str, threshold: float) -> dict[str, float]:

@@ -115,6 +115,31 @@ def load_class_names(voc12_root: str) -> list[str]:
     return classes
 
 
+BACKGROUND_MODES = ("auto", "threshold", "none")
+
+
+def background_free(voc12_root: str, mode: str = "auto") -> bool:
+    """Whether the passes label pixels without a background class (``--background``).
+
+    ``threshold``: IRN's way, a constant background score competes with the CAMs (data with a background or clutter
+    class). ``none``: background-free, every pixel takes the best-scoring present class (Dubai, DeepGlobe in
+    land-cover mode). ``auto``: ``none`` when ``<voc12_root>/classes.json`` says ``"background_free": true`` (written
+    by data.prepare when every non-ignore palette class is a foreground class), else ``threshold``.
+    """
+    if mode not in BACKGROUND_MODES:
+        raise ValueError(f"--background {mode!r}: choose one of {BACKGROUND_MODES}")
+    if mode != "auto":
+        return mode == "none"
+    path = classes_json_path(voc12_root)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            return bool(json.load(f).get("background_free", False))
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"class file {path} is not a JSON object: {err}") from err
+
+
 # --- cls_labels.npy -----------------------------------------------------------------------------------------------
 
 def save_cls_labels(path: str, names: list[str], labels: np.ndarray) -> None:

@@ -6,7 +6,8 @@ is not foreground), 1..K = the foreground classes in the order asked for, 255 = 
 
 Built-in palettes (``PALETTES``):
 - ``dubai``: the Dubai aerial data set, with the colours actually used in its masks (its shipped classes.json is wrong).
-- ``isprs``: ISPRS Potsdam / Vaihingen colour labels (clutter is a real class there, not ignore).
+- ``isprs``: ISPRS Potsdam / Vaihingen colour labels (clutter is a real class there, not ignore; in land-cover mode
+  ``all`` it is the background, label 0).
 - ``binary``: building masks stored as 0 / 255 (or 0 / 1), one channel or three equal channels.
 - ``index``: one-channel class-index masks, value v = class v, 255 = ignore. Names default to ``class_<v>``; give
   real names as ``index:background,building,...``.
@@ -44,13 +45,16 @@ class Palette:
     ignore_names: list[str] = field(default_factory=list)
     values: list[tuple[int, ...]] | None = None
     open_index: bool = False
+    # classes that land-cover mode (fg_classes "all") keeps as background (label 0) instead of a foreground class
+    background_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"palette {self.name!r}: duplicate class names in {self.class_names}")
-        unknown = [n for n in self.ignore_names if n not in self.class_names]
+        unknown = [n for n in self.ignore_names + self.background_names if n not in self.class_names]
         if unknown:
-            raise ValueError(f"palette {self.name!r}: ignore classes {unknown} not among {self.class_names}")
+            raise ValueError(f"palette {self.name!r}: ignore/background classes {unknown} not among "
+                             f"{self.class_names}")
         if self.colors is not None:
             if len(self.colors) != len(self.class_names):
                 raise ValueError(f"palette {self.name!r}: {len(self.colors)} colours for "
@@ -69,6 +73,12 @@ class Palette:
         """Class names that are not ignore, in palette order."""
         return [n for n in self.class_names if n not in self.ignore_names]
 
+    @property
+    def land_cover_names(self) -> list[str]:
+        """The foreground classes of land-cover mode (fg_classes "all"): every valid class except the background
+        ones (``background_names``, or a class literally named "background")."""
+        return [n for n in self.valid_names if n not in self.background_names and n != "background"]
+
 
 def _builtin_palettes() -> dict[str, Palette]:
     return {
@@ -81,7 +91,8 @@ def _builtin_palettes() -> dict[str, Palette]:
         "isprs": Palette(
             name="isprs",
             class_names=["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"],
-            colors=[(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)]),
+            colors=[(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)],
+            background_names=["clutter"]),
         # 255 means building here (not ignore): binary masks are usually saved as 0/255 for viewing
         "binary": Palette(name="binary", class_names=["background", "building"], colors=None,
                           values=[(0,), (1, 255)]),
@@ -168,12 +179,13 @@ def load_palette(name_or_path: str | Palette, class_names: list[str] | None = No
 
 
 def resolve_fg_classes(palette: Palette, fg_classes: list[str] | None) -> list[str]:
-    """The foreground class names, in order. ``None`` or ``["all"]``: every non-ignore class (land-cover mode)."""
+    """The foreground class names, in order. ``None`` or ``["all"]``: every non-ignore, non-background class
+    (land-cover mode; ISPRS keeps clutter as background)."""
     if fg_classes is None or [c.strip().lower() for c in fg_classes] == ["all"]:
         if palette.open_index:
             raise ValueError("palette 'index' has no class names, so fg_classes 'all' is undefined: name the "
                              "classes ('index:background,building,...') or list the foreground classes")
-        return list(palette.valid_names)
+        return list(palette.land_cover_names)
     if not fg_classes:
         raise ValueError("fg_classes is empty: name at least one foreground class (or 'all')")
     names = [normalize_class_name(c) for c in fg_classes]
@@ -190,6 +202,13 @@ def resolve_fg_classes(palette: Palette, fg_classes: list[str] | None) -> list[s
         elif n in palette.ignore_names:
             raise ValueError(f"foreground class {n!r} is an ignore class of palette {palette.name!r}")
     return names
+
+
+def is_background_free(palette: Palette, fg: list[str]) -> bool:
+    """True when no valid pixel can be background: every non-ignore class of the palette is a foreground class
+    (Dubai or DeepGlobe in land-cover mode). Open index palettes are never background-free (unnamed values are
+    background)."""
+    return not palette.open_index and set(palette.valid_names) <= set(fg)
 
 
 def _class_outputs(palette: Palette, fg: list[str]) -> tuple[list[str], np.ndarray]:

@@ -28,7 +28,7 @@ import re
 
 import numpy as np
 
-from data.palettes import decode_mask, load_palette, resolve_fg_classes
+from data.palettes import decode_mask, is_background_free, load_palette, resolve_fg_classes
 from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
 from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, mask_path
 from misc.cli import str2bool
@@ -288,6 +288,7 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
         "classes": classes, "ignore_index": IGNORE_INDEX, "palette": palette.name if masks is not None else None,
         "palette_classes": palette.class_names if masks is not None else None, "fg_classes": fg,
         "masks": masks is not None,
+        "background_free": is_background_free(palette, fg) if masks is not None else False,
         "source_images": os.path.abspath(images), "source_masks": os.path.abspath(masks) if masks else None,
         "patch_size": patch_size, "stride": stride if patch_size else 0, "image_ext": image_ext,
         "min_valid": min_valid, "num_scenes": len(pairs), "num_patches": len(written), "sources": sources})

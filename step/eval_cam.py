@@ -1,5 +1,8 @@
 """Pass eval_cam: score CAMs against the ground-truth masks over a sweep of background thresholds.
 
+Background-free data (``--background none``, or ``auto`` with ``background_free`` in classes.json) has no threshold
+to sweep: each pixel takes its best-scoring present class, and the JSON's "threshold" is null.
+
 Reads:  <cam_out_dir>/<name>.npz for --eval_list (default --infer_list), <voc12_root>/SegmentationClassAug,
         classes.json
 Writes: <cam_out_dir>/eval_cam.json = {"miou", "iou": {class: IoU}, "threshold", "sweep": [{threshold, miou,
@@ -12,7 +15,7 @@ import logging
 
 import numpy as np
 
-from data.labels import ground_truth_available, load_class_names, read_checked_list
+from data.labels import background_free, ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_json
@@ -57,13 +60,18 @@ def best_of_sweep(conf: np.ndarray, thresholds: tuple[float, ...], class_names: 
                       "iou": named_scores({"iou": s["iou"]}, class_names)["iou"]})
     best = int(np.nanargmax([s["miou"] for s in sweep]))
     result = named_scores(scores_from_confusion(conf[best]), class_names)
-    result.update({"threshold": float(thresholds[best]), "sweep": sweep})
+    threshold = float(thresholds[best])
+    result.update({"threshold": threshold if np.isfinite(threshold) else None, "sweep": sweep})
+    for row in sweep:
+        row["threshold"] = row["threshold"] if np.isfinite(row["threshold"]) else None
     return result
 
 
 def log_table(result: dict, title: str) -> None:
     rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)
-    log.info("%s: mIoU %.4f at threshold %.2f | IoU %s", title, result["miou"], result["threshold"], rows)
+    where = ("argmax of the present classes (background-free)" if result["threshold"] is None
+             else f"threshold {result['threshold']:.2f}")
+    log.info("%s: mIoU %.4f at %s | IoU %s", title, result["miou"], where, rows)
 
 
 def run(args) -> None:
@@ -74,7 +82,12 @@ def run(args) -> None:
     if not ground_truth_available(args.voc12_root, names, "eval_cam"):
         return
     class_names = load_class_names(args.voc12_root)
-    thresholds = (args.cam_eval_thres,) if args.cam_eval_thres is not None else DEFAULT_SWEEP
+    if background_free(args.voc12_root, args.background):
+        thresholds = (float("-inf"),)  # no background score: the best present class everywhere
+    elif args.cam_eval_thres is not None:
+        thresholds = (args.cam_eval_thres,)
+    else:
+        thresholds = DEFAULT_SWEEP
     conf = sweep_cams(args.cam_out_dir, args.voc12_root, names, len(class_names), thresholds)
     result = best_of_sweep(conf, thresholds, class_names)
     result["num_images"] = len(names)

@@ -27,6 +27,7 @@ from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, legend_entries, side_by_side
 from step.eval_cam import load_ground_truth
 from step.eval_sem_seg import evaluate_label_dir
+from misc.tta import flip_tta
 from step.predict import load_seg_model, make_model_fn
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def run(args) -> None:
         raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
                          f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
     model_fn = make_model_fn(model)
+    if args.seg_tta:
+        model_fn = flip_tta(model_fn)
     prepare_out_dir(args.seg_out_dir)
     if dist.is_main():
         save_args(args, args.seg_out_dir, "eval_seg")

@@ -211,10 +211,41 @@ def build_report(args) -> tuple[str, list[str], int]:
     return page, found, num_images
 
 
+def fill_from_recorded_args(args) -> None:
+    """Where --voc12_root or the image list is left at a default that does not exist, take the ones the outputs were
+    made with (``args_make_cam.json`` / ``args_eval_cam.json`` next to the CAMs, ``args_make_sem_seg.json`` next to the
+    pseudo masks), so ``--report_pass True`` alone reports what the last run (e.g. ``bash demo.sh``) wrote."""
+    for folder, pass_name in ((args.cam_out_dir, "make_cam"), (args.cam_out_dir, "eval_cam"),
+                              (args.sem_seg_out_dir, "make_sem_seg"), (args.seg_out_dir, "eval_seg")):
+        path = artifacts.args_json_path(folder, pass_name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                recorded = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not os.path.isdir(args.voc12_root) and os.path.isdir(str(recorded.get("voc12_root", ""))):
+            log.info("report: --voc12_root %s does not exist; using %s from %s", args.voc12_root,
+                     recorded["voc12_root"], path)
+            args.voc12_root = recorded["voc12_root"]
+        list_path = args.eval_list or args.infer_list
+        recorded_list = recorded.get("eval_list") or recorded.get("infer_list")
+        if not (list_path and os.path.isfile(list_path)) and recorded_list and os.path.isfile(recorded_list):
+            args.eval_list = recorded_list
+            log.info("report: using the image list %s from %s", recorded_list, path)
+
+
 def run(args) -> None:
     if not dist.is_main():
         return  # one page, written once
+    fill_from_recorded_args(args)
     page, found, num_images = build_report(args)
+    if not found and not num_images:
+        raise FileNotFoundError(
+            f"report: nothing to report: no eval JSON in --cam_out_dir {args.cam_out_dir}, --sem_seg_out_dir "
+            f"{args.sem_seg_out_dir}, --ins_seg_out_dir {args.ins_seg_out_dir} or --seg_out_dir {args.seg_out_dir}, "
+            f"and no pictures; point those flags at a run's outputs (bash demo.sh writes to these defaults)")
     save_text_lines(args.report_path, [page])
     save_args(args, os.path.dirname(os.path.abspath(args.report_path)), "report")
     log.info("report: %d eval table(s), %d picture(s) -> %s", len(found), num_images, args.report_path)

@@ -5,7 +5,8 @@ stride-4 CAMs (raised to --sem_seg_cam_power, as AdvCAM does) walk ``2 ** --exp_
 ``(1 - boundary) ** --beta`` (misc/random_walk.py), are upsampled ×4, divided by their maximum (--rw_normalize max,
 IRN's way; ``none`` keeps the CAMs' scale, ``local`` divides by the walk of a map of ones) and compared with a constant background score --sem_seg_bg_thres; the
 argmax is the pseudo mask. An image without a present class is all
-background and costs no network call.
+background and costs no network call. Background-free data (``--background none``, or ``auto`` with
+``background_free`` in classes.json) has no background score: each pixel takes its best walked present class.
 
 With --rw_method affinitynet (AffinityNet, Ahn & Kwak 2018, as SBNet uses it) the network is the embedding trained by
 train_aff (--aff_weights_name) and the walk's weights are ``a_ij ** --beta`` with ``a_ij = exp(-mean_c |f_i - f_j|)``
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data.labels import load_class_names, overlay_sample, read_checked_list
+from data.labels import background_free, load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
@@ -164,6 +165,10 @@ def run(args) -> None:
     log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f, "
              "normalisation %s", PASS_NAME, len(todo), len(mine) - len(todo), args.rw_method, args.beta, args.exp_times,
              args.sem_seg_bg_thres, args.rw_normalize)
+    # background-free: a background score of -inf never wins, so the argmax runs over the present classes only
+    bg_threshold = float("-inf") if background_free(args.voc12_root, args.background) else args.sem_seg_bg_thres
+    if bg_threshold == float("-inf"):
+        log.info("%s: background-free data: each pixel takes its best walked present class", PASS_NAME)
     model = None  # loaded on the first image with a present class
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     with torch.inference_mode():
@@ -195,7 +200,7 @@ def run(args) -> None:
                                              f"{stride_size(h, w)}")
                         label, walked = affinity_pseudo_mask(
                             torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
-                            bg_threshold=args.sem_seg_bg_thres, beta=args.beta, exp_times=args.exp_times,
+                            bg_threshold=bg_threshold, beta=args.beta, exp_times=args.exp_times,
                             cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize)
                         boundary = affinity_edge_map(features).cpu().numpy()
                     else:
@@ -204,7 +209,7 @@ def run(args) -> None:
                             raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
                                              f"{stride_size(h, w)}")
                         label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
-                                            (h, w), bg_threshold=args.sem_seg_bg_thres, beta=args.beta,
+                                            (h, w), bg_threshold=bg_threshold, beta=args.beta,
                                             exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
                                             normalization=args.rw_normalize)
                         boundary = boundary_t.float().cpu().numpy()

@@ -521,11 +521,15 @@ def run(args) -> None:
              args.seg_weights_name, ckpt.get("backbone"), class_names, args.predict_window, args.predict_overlap,
              ",".join(map(str, bands)))
     prepare_out_dir(args.seg_out_dir)
-    if dist.is_main():
+    if dist.is_main():  # before the new arguments are written: they would hide which weights made the old maps
         remove_maps_of_other_weights(args.seg_out_dir, paths, args.seg_weights_name)
         save_args(args, args.seg_out_dir, "predict")
     dist.barrier()
     model_fn = make_model_fn(model)
+    if args.seg_tta:
+        from misc.tta import flip_tta
+
+        model_fn = flip_tta(model_fn)
     mine = dist.shard(paths)
     todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p, args.seg_weights_name)]
     if len(todo) < len(mine):

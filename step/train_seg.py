@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 def build_seg_net_from_args(args, num_classes: int, pretrained: bool = True) -> SegNet:
     """The segmentation network the arguments describe (ImageNet backbone weights only when training from scratch)."""
     weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
-    return SegNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
-                  head_channels=args.seg_head_channels)
+    return SegNet(backbone=args.seg_backbone or args.backbone, num_classes=num_classes, pretrained=weights,
+                  head_channels=args.seg_head_channels, decoder=args.seg_decoder)
 
 
 def seg_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -61,7 +61,7 @@ def run(args) -> None:
     counts = Counter(dataset.sources.values())
     log.info("train_seg: %d images (%d ground truth, %d pseudo masks from %s), %d classes %s, backbone %s",
              len(names), counts["gt"], counts["pseudo"], args.sem_seg_out_dir, num_classes, class_names,
-             args.backbone)
+             args.seg_backbone or args.backbone)
 
     model = build_seg_net_from_args(args, num_classes).to(device)
     loader, sampler, generator = make_train_loader(dataset, args.seg_batch_size, num_workers=args.num_workers,

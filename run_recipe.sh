@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# One command for your own imagery: the best measured recipe (BENCHMARKS.md), end to end, resumable, ending with
+# the HTML report.
+#
+#   bash run_recipe.sh --images DIR [--masks DIR | --tags FILE.csv] --test RULE --out DIR [options]
+#
+# Stages: prepare (patches + image-level labels) -> CAM classifier -> CAMs -> label-free thresholds
+# (pick_thresholds) -> IR labels -> IRN -> random-walk pseudo masks -> segmentation model -> report. With masks
+# every stage is also scored; without them (tags only) the eval passes say so and skip.
+#
+#   --images DIR       scenes or tiles (PNG/JPEG/GeoTIFF; searched recursively)
+#   --masks DIR        pixel masks of the same stems (optional: used for the tags and for scoring)
+#   --tags FILE        image-level tags instead of masks: CSV "image,classes" (';'-separated names) or one 0/1
+#                      column per class (see README "Your own data")
+#   --palette NAME     mask colours / class names (dubai | isprs | binary | index:a,b,... | palette.json; default dubai)
+#   --classes LIST     'all' = land-cover mode (default; background-free when every class is listed), or a comma list
+#                      such as 'building' (building-only: the other classes are background)
+#   --patch_size N     patch side (default 256; 0 = whole images, required with --tags on untiled images)
+#   --test RULE        held-out images: a regular expression on the patch names (e.g. '^Tile_8__'), or a list file
+#   --out DIR          everything goes here (data, weights, results, report.html); default result/recipe
+#   --device DEV       auto | cpu | cuda | cuda:N (default auto)
+# Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SEG_BACKBONE (efficientnet_lite0),
+#   SEG_DECODER (deeplab), CAM_SCALES (2.0,3.0), POS_THRES (0.02 land cover, 0.05 building-only).
+# Rerunning the same command resumes: trained weights and finished items are kept (delete a folder to redo it).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+IMAGES="" MASKS="" TAGS="" PALETTE=dubai CLASSES=all PATCH=256 TEST="" OUT=result/recipe DEVICE=auto
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --images) IMAGES=$2; shift 2 ;;
+    --masks) MASKS=$2; shift 2 ;;
+    --tags) TAGS=$2; shift 2 ;;
+    --palette) PALETTE=$2; shift 2 ;;
+    --classes) CLASSES=$2; shift 2 ;;
+    --patch_size) PATCH=$2; shift 2 ;;
+    --test) TEST=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --device) DEVICE=$2; shift 2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "run_recipe.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$IMAGES" ] || { echo "run_recipe.sh: --images is required (see --help)" >&2; exit 2; }
+[ -n "$TEST" ] || { echo "run_recipe.sh: --test is required: a name pattern or a list file of held-out images" >&2; exit 2; }
+[ -e "$IMAGES" ] || { echo "run_recipe.sh: --images $IMAGES does not exist" >&2; exit 2; }
+if [ -n "$MASKS" ] && [ -n "$TAGS" ]; then echo "run_recipe.sh: give --masks or --tags, not both" >&2; exit 2; fi
+if [ -z "$MASKS" ] && [ -z "$TAGS" ]; then echo "run_recipe.sh: give --masks DIR or --tags FILE" >&2; exit 2; fi
+if [ "$CLASSES" = all ]; then DEFAULT_POS=0.02; else DEFAULT_POS=0.05; fi
+CAM_EPOCHS=${CAM_EPOCHS:-10} IRN_EPOCHS=${IRN_EPOCHS:-10} SEG_EPOCHS=${SEG_EPOCHS:-6}
+SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite0} SEG_DECODER=${SEG_DECODER:-deeplab}
+CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}
+ROOT=$OUT/data L=$OUT/data/lists W=$OUT/weights R=$OUT/results
+mkdir -p "$OUT" "$W" "$R"
+C=(--voc12_root "$ROOT" --device "$DEVICE" --log_name "$OUT/recipe" --cam_weights_name "$W/cam.pth"
+   --irn_weights_name "$W/irn.pth" --seg_weights_name "$W/seg.pth" --cam_scales "$CAM_SCALES"
+   --cam_out_dir "$R/cam" --ir_label_out_dir "$R/ir_label" --sem_seg_out_dir "$R/sem_seg" --seg_out_dir "$R/seg"
+   --ins_seg_out_dir "$R/ins_seg" --report_path "$OUT/report.html")
+
+echo "== 1. patches and image-level labels -> $ROOT"
+if [ ! -f "$L/train.txt" ]; then
+  if [ -n "$MASKS" ]; then
+    $PY -m data.prepare --images "$IMAGES" --masks "$MASKS" --palette "$PALETTE" --fg_classes "$CLASSES" \
+        --patch_size "$PATCH" --out_root "$ROOT" --list_out "$L/all.txt"
+    # in land-cover mode a class counts as present from POS_THRES of the patch and nothing is dropped as ambiguous
+    NEG=$($PY -c "import sys; p=float(sys.argv[1]); print(p - 1e-4 if sys.argv[2] == 'all' else 0.0)" "$POS_THRES" "$CLASSES")
+    $PY write_numpy.py --voc12_root "$ROOT" --list "$L/all.txt" --pos_thres "$POS_THRES" --neg_thres "$NEG" \
+        --out_list "$L/tagged.txt" --out_pos_list "$L/tagged_pos.txt"
+  else
+    $PY -m data.prepare --images "$IMAGES" --palette "$PALETTE" --fg_classes "$CLASSES" \
+        --patch_size "$PATCH" --out_root "$ROOT" --list_out "$L/all.txt"
+    $PY write_numpy.py --voc12_root "$ROOT" --list "$L/all.txt" --tags "$TAGS" \
+        --out_list "$L/tagged.txt" --out_pos_list "$L/tagged_pos.txt"
+  fi
+  if [ -f "$TEST" ]; then
+    sort -u "$TEST" > "$L/test.txt"
+  else
+    grep -E -- "$TEST" "$L/all.txt" > "$L/test.txt" || true
+  fi
+  [ -s "$L/test.txt" ] || { echo "run_recipe.sh: --test $TEST matches no patch of $L/all.txt" >&2; exit 2; }
+  grep -v -x -F -f "$L/test.txt" "$L/tagged.txt" > "$L/train.txt" || true
+  [ -s "$L/train.txt" ] || { echo "run_recipe.sh: no tagged patch is left for training outside --test" >&2; exit 2; }
+  echo "train: $(wc -l < "$L/train.txt") tagged patches; held out: $(wc -l < "$L/test.txt")"
+fi
+T=(--train_list "$L/train.txt" --infer_list "$L/train.txt")
+
+echo "== 2. CAM classifier and CAMs of the training patches"
+[ -f "$W/cam.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" --train_cam_pass True \
+    --cam_batch_size 16 --cam_num_epochs "$CAM_EPOCHS" --cam_learning_rate 0.0002 --cam_crop_size 256
+$PY run_sample.py "${C[@]}" "${T[@]}" --make_cam_pass True --eval_cam_pass True
+
+echo "== 3. thresholds from the CAMs themselves (no ground truth used)"
+$PY run_sample.py "${C[@]}" "${T[@]}" --pick_thresholds_pass True
+read -r FG BG BGT MARGIN < <($PY -c "import json,sys; r=json.load(open(sys.argv[1])); \
+m=r['conf_margin'] if r['conf_margin'] is not None else 0.2; \
+print(r['conf_fg_thres'], r['conf_bg_thres'], r['sem_seg_bg_thres'], m)" "$R/cam/thresholds.json")
+TH=(--conf_fg_thres "$FG" --conf_bg_thres "$BG" --sem_seg_bg_thres "$BGT" --conf_margin "$MARGIN")
+
+echo "== 4. IR labels, IRN, pseudo masks"
+$PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --cam_to_ir_label_pass True
+[ -f "$W/irn.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --train_irn_pass True \
+    --irn_batch_size 16 --irn_crop_size 256 --irn_num_epochs "$IRN_EPOCHS" --irn_learning_rate 0.1
+$PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --make_sem_seg_pass True --eval_sem_seg_pass True
+
+echo "== 5. segmentation model on the pseudo masks, scored on the held-out patches; the report"
+[ -f "$W/seg.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" --train_seg_pass True --seg_label_source pseudo \
+    --seg_crop_size 256 --seg_batch_size 8 --seg_num_epochs "$SEG_EPOCHS" --seg_learning_rate 0.001 \
+    --seg_backbone "$SEG_BACKBONE" --seg_decoder "$SEG_DECODER"
+$PY run_sample.py "${C[@]}" --eval_seg_pass True --seg_val_list "$L/test.txt"
+$PY run_sample.py "${C[@]}" "${T[@]}" --report_pass True
+echo "done: $OUT/report.html (map new scenes with: python run_sample.py --predict_pass True --predict_input SCENES \\"
+echo "      --seg_weights_name $W/seg.pth --seg_out_dir $OUT/maps)"
