@@ -338,7 +338,8 @@ def check_scenes(pairs: list[tuple[str, str, str | None]], palette, fg: list[str
                              f"(is --palette right?)")
     if too_large:
         more = f" and {len(too_large) - 1} more" if len(too_large) > 1 else ""
-        raise ValueError(f"without masks the images are kept whole, but {too_large[0]}{more} is larger than "
+        raise ValueError(f"without masks the images are kept whole, but {too_large[0]}{more} "
+                         f"{'are' if more else 'is'} larger than "
                          f"--patch_size {patch_size}: an image-level tag says what the whole image contains, not "
                          f"what each patch cut from it contains (a patch may miss the tagged building). Use "
                          f"--patch_size 0 (or at least the image size), or cut and tag the patches yourself "
