@@ -169,3 +169,16 @@ def test_rerun_with_other_weights_never_keeps_old_maps(tmp_path):
     _seg_checkpoint(weights_b, seed=0)
     assert predict_step.main(common + ["--seg_weights_name", weights_b]) == 0
     assert cv2.imread(str(classes), cv2.IMREAD_UNCHANGED).max() == 0
+
+
+def test_predict_transform_and_crs_place_a_png_without_world_file(tmp_path):
+    scene = tmp_path / "tile.jpg.png"  # an odd name: the world file would be tile.jpg.pgw, and there is none
+    _png_with_roof(scene, channel=0)
+    result = predict_scene(str(scene), str(tmp_path / "out"), _red_model, class_names=CLASSES, window=32, overlap=8,
+                           simplify_tolerance=0, crs=CRS.from_epsg(32640),
+                           transform=parse_transform("2,0,1000,0,-2,5000"))
+    collection = json.load(open(result["footprints"]))
+    assert os.path.basename(result["footprints"]) == "tile.jpg_buildings.geojson" and "coordinates" not in collection
+    [feature] = collection["features"]
+    assert shape(feature["geometry"]).bounds == (1040.0, 4940.0, 1100.0, 4980.0)  # cols 20..50, rows 10..30, 2 m
+    assert feature["properties"]["area_m2"] == 600 * 4.0
