@@ -15,7 +15,7 @@
 #   --palette NAME     mask colours / class names (dubai | isprs | binary | index:a,b,... | palette.json; default dubai)
 #   --classes LIST     'all' = land-cover mode (default; background-free when every class is listed), or a comma list
 #                      such as 'building' (building-only: the other classes are background)
-#   --patch_size N     patch side (default 256; 0 = whole images, required with --tags on untiled images)
+#   --patch_size N     patch side (default 256 with masks; with --tags 0 = whole images, as tags describe them)
 #   --test RULE        held-out images: a regular expression on the patch names (e.g. '^Tile_8__'), or a list file
 #   --out DIR          everything goes here (data, weights, results, report.html); default result/recipe
 #   --device DEV       auto | cpu | cuda | cuda:N (default auto)
@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
-IMAGES="" MASKS="" TAGS="" PALETTE=dubai CLASSES=all PATCH=256 TEST="" OUT=result/recipe DEVICE=auto
+IMAGES="" MASKS="" TAGS="" PALETTE=dubai CLASSES=all PATCH="" TEST="" OUT=result/recipe DEVICE=auto
 usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,6 +48,8 @@ done
 if [ -n "$MASKS" ] && [ -n "$TAGS" ]; then echo "run_recipe.sh: give --masks or --tags, not both" >&2; exit 2; fi
 if [ -z "$MASKS" ] && [ -z "$TAGS" ]; then echo "run_recipe.sh: give --masks DIR or --tags FILE" >&2; exit 2; fi
 if [ "$CLASSES" = all ]; then DEFAULT_POS=0.02; else DEFAULT_POS=0.05; fi
+# tags describe whole images, so tagged images are kept whole unless a patch size is asked for
+if [ -z "$PATCH" ]; then if [ -n "$TAGS" ]; then PATCH=0; else PATCH=256; fi; fi
 CAM_EPOCHS=${CAM_EPOCHS:-10} IRN_EPOCHS=${IRN_EPOCHS:-10} SEG_EPOCHS=${SEG_EPOCHS:-6}
 SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite0} SEG_DECODER=${SEG_DECODER:-deeplab}
 CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}
