@@ -22,10 +22,10 @@ import sys
 
 import numpy as np
 
-from data.palettes import decode_mask, load_palette, resolve_fg_classes
-from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
+from data.palettes import decode_mask, describe_unknown, load_palette, resolve_fg_classes
+from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image_nodata, read_mask
 from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, mask_path
-from misc.cli import str2bool
+from misc.cli import ArgumentParser, fraction, nonneg_int, positive_int, str2bool
 from misc.io import save_jpg, save_json, save_png, save_text_lines
 from misc.logutils import setup_logging
 
@@ -187,15 +187,22 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
 
     written: list[str] = []
     unknown_per_file: dict[str, int] = {}
-    total_pixels = unknown_total = dropped = 0
+    total_pixels = unknown_total = dropped = nodata_total = 0
     disable = quiet or not sys.stderr.isatty()
     for key, image_file, mask_file in tqdm(pairs, desc="scenes", unit="scene", disable=disable):
-        image = read_image(image_file)  # (H, W, 3) uint8
+        image, nodata = read_image_nodata(image_file)  # (H, W, 3) uint8, (H, W) bool no-data or None
         mask = read_mask(mask_file)  # (H, W) or (H, W, 3)
         if image.shape[:2] != mask.shape[:2]:
             raise ValueError(f"size mismatch: image {image_file} is {image.shape[1]}x{image.shape[0]} but mask "
                              f"{mask_file} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
         label, n_unknown = decode_mask(mask, palette, fg)  # (H, W) uint8
+        if n_unknown == label.size:  # not one known colour: the wrong palette (or a broken mask), not a tiling matter
+            raise ValueError(f"mask {mask_file}: 100 % of its pixels have colours/values unknown to palette "
+                             f"{palette.name!r}: {describe_unknown(mask, palette)}")
+        if nodata is not None:  # no-data pixels of the image (NaN / nodata value) are ignore in the label
+            label[nodata] = IGNORE_INDEX
+            nodata_total += int(nodata.sum())
+            logger.info("%s: %d no-data pixels -> ignore (%d)", image_file, int(nodata.sum()), IGNORE_INDEX)
         rel_mask = os.path.relpath(mask_file, masks_root) if masks_root else mask_file
         total_pixels += label.size
         unknown_total += n_unknown
@@ -219,7 +226,11 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
             save_png(mask_path(out_root, name), np.ascontiguousarray(patch_label))
             written.append(name)
     if not written:
-        raise ValueError(f"no patch kept out of {len(pairs)} scenes: lower --min_valid ({min_valid})?")
+        share = 100.0 * unknown_total / max(total_pixels, 1)
+        cause = (f"{share:.1f} % of the mask pixels have colours unknown to palette {palette.name!r} (is --palette "
+                 f"right?), and" if share >= 50 else "")
+        raise ValueError(f"no patch kept out of {len(pairs)} scenes: {cause} every patch has less than --min_valid "
+                         f"({min_valid}) of valid (non-ignore) pixels")
     written.sort()
 
     stale = _stale_files(out_root, set(written), image_ext)
@@ -244,9 +255,10 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
 
     share = 100.0 * unknown_total / max(total_pixels, 1)
     logger.info("%d scenes -> %d patches in %s (%d dropped below min_valid %.2f); unknown colour: %d pixels "
-                "(%.2f %%) -> ignore", len(pairs), len(written), out_root, dropped, min_valid, unknown_total, share)
+                "(%.2f %%) -> ignore; image no-data: %d pixels -> ignore", len(pairs), len(written), out_root, dropped,
+                min_valid, unknown_total, share, nodata_total)
     return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
-            "unknown_pixels": unknown_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
+            "unknown_pixels": unknown_total, "nodata_pixels": nodata_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
             "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
             "classes_json": classes_json_path(out_root)}
 
@@ -264,7 +276,7 @@ def _stale_files(out_root: str, names: set[str], image_ext: str) -> list[str]:
 # --- command line -------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
     src = parser.add_argument_group("sources")
     src.add_argument("--images", required=True, type=str, help="folder (recursive), file or glob of images")
     src.add_argument("--masks", required=True, type=str, help="folder (recursive), file or glob of masks")
@@ -273,16 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--palette", default="dubai", type=str, help="dubai|isprs|binary|index[:names]|<file.json>")
     src.add_argument("--fg_classes", default="building", type=str, help="comma list, or 'all' (land cover)")
     tiling = parser.add_argument_group("tiling")
-    tiling.add_argument("--patch_size", default=256, type=int, help="0 = keep scenes whole")
-    tiling.add_argument("--stride", default=None, type=int, help="default: patch_size")
-    tiling.add_argument("--min_valid", default=0.5, type=float, help="min share of non-ignore pixels per patch")
+    tiling.add_argument("--patch_size", default=256, type=nonneg_int, help="0 = keep scenes whole")
+    tiling.add_argument("--stride", default=None, type=positive_int, help="default: patch_size")
+    tiling.add_argument("--min_valid", default=0.5, type=fraction, help="min share of non-ignore pixels per patch")
     out = parser.add_argument_group("output")
     out.add_argument("--out_root", required=True, type=str, help="e.g. Dataset/dubai")
     out.add_argument("--list_out", default=None, type=str, help="list of all patch names, e.g. cdy12/dubai_all.txt")
-    out.add_argument("--image_ext", default="jpg", choices=("jpg", "png"))
+    out.add_argument("--image_ext", default="jpg", choices=("jpg", "png"), help="format of the image patches")
     out.add_argument("--clean", default=False, type=str2bool, nargs="?", const=True,
                      help="delete patch files of an earlier run that this run did not write")
-    out.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True)
+    out.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True, help="warnings only")
     return parser
 
 
@@ -295,8 +307,10 @@ def main(argv: list[str] | None = None) -> dict:
         return prepare(args.images, args.masks, args.palette, fg, args.patch_size, args.stride, args.out_root,
                        args.list_out, image_ext=args.image_ext, min_valid=args.min_valid, quiet=args.quiet,
                        image_suffix=args.image_suffix, mask_suffix=args.mask_suffix, clean=args.clean)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: a read-only or full output folder (misc.io.WriteError)
         parser.exit(2, f"error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted (Ctrl-C); rerun the same command to prepare the data set again\n")
 
 
 if __name__ == "__main__":

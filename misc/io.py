@@ -3,10 +3,17 @@
 Every artifact is written to a temporary file in the destination folder and then moved into place with
 ``os.replace``: a crash (or SIGKILL) never leaves a half-written file under the final name, and a reader either
 sees the old file or the complete new one.
+
+Every write is checked: the bytes are produced in memory, written with one ``write`` whose failure (a full disk, a
+quota, a vanished folder) raises :class:`WriteError` naming the final file and the cause ("no space left on device"),
+and the temporary file's size is compared with what was meant to be written before it is renamed. An empty file never
+gets a final name. :func:`is_complete` is the cheap check a resuming pass uses before it trusts an existing artifact
+(size and format header/trailer), so a file written by an older, unchecked version is redone instead of kept.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -24,9 +31,46 @@ def _umask_mode() -> int:
 _DEFAULT_MODE = _umask_mode()  # read once at import: os.umask can only be read by setting it
 
 
+class WriteError(OSError):
+    """A write that failed: ``str()`` names the final file and the cause; ``errno`` is the system's (e.g. ENOSPC)."""
+
+    def __init__(self, path: str, cause: str, errno_: int | None = None):
+        super().__init__(f"cannot write {path}: {cause}")
+        self.errno = errno_
+        self.filename = path
+
+
+def _cause(err: BaseException) -> str:
+    """'no space left on device' for ENOSPC, else the error's own text (lower-case first letter, one line)."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    text = text.strip().replace("\n", " | ")
+    return text[:1].lower() + text[1:]
+
+
+def write_bytes(tmp: str, data: bytes | memoryview, *, final: str) -> None:
+    """Write ``data`` to ``tmp`` and make sure all of it arrived; errors name ``final`` (the artifact's real name).
+
+    Python's ``write``/``close`` raise on a failed or short write (numpy's ``tofile`` and OpenCV's encoders may not,
+    which left 0-byte PNGs on a full disk); the size comparison catches anything that still slips through.
+    """
+    data = memoryview(data)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as err:
+        raise WriteError(final, _cause(err), err.errno) from err
+    size = os.path.getsize(tmp)
+    if size != data.nbytes:
+        raise WriteError(final, f"{size} of {data.nbytes} bytes written (disk full?)")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success move it to ``path``, on failure delete it."""
+def atomic_path(path: str, *, allow_empty: bool = False) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success move it to ``path``, on failure delete it.
+
+    A body that leaves the temporary file empty is an error (unless ``allow_empty``): a writer that ignored a failed
+    write must not give an empty file a final name.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -42,8 +86,15 @@ def atomic_path(path: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes the file private (0600); artifacts get the usual umask mode
-        os.replace(tmp, path)
+        try:
+            if not allow_empty and os.path.getsize(tmp) == 0:
+                raise WriteError(path, "the writer produced an empty file (disk full?)")
+            os.chmod(tmp, _DEFAULT_MODE)  # mkstemp makes the file private (0600); artifacts get the usual umask mode
+            os.replace(tmp, path)
+        except WriteError:
+            raise
+        except OSError as err:
+            raise WriteError(path, _cause(err), err.errno) from err
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -52,9 +103,10 @@ def atomic_path(path: str) -> Iterator[str]:
 
 def save_npy(path: str, array: np.ndarray) -> None:
     """Write one array as ``.npy`` (never pickled)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
+        write_bytes(tmp, buffer.getbuffer(), final=path)
 
 
 def save_npz(path: str, **arrays: np.ndarray) -> None:
@@ -65,12 +117,14 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
     """
     import zipfile
 
+    buffer = io.BytesIO()  # built in memory, written with one checked write
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
     with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for key, value in arrays.items():
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                with archive.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+        write_bytes(tmp, buffer.getbuffer(), final=path)
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
@@ -93,31 +147,30 @@ def save_png(path: str, array: np.ndarray) -> None:
         raise TypeError(f"{path}: PNG artifacts are uint8, got {array.dtype}")
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise WriteError(path, "OpenCV could not encode the PNG")
     with atomic_path(path) as tmp:
-        ok, buf = cv2.imencode(".png", array)
-        if not ok:
-            raise OSError(f"cannot encode PNG for {path}")
-        buf.tofile(tmp)
+        write_bytes(tmp, buf.tobytes(), final=path)
 
 
 def save_jpg(path: str, array: np.ndarray, quality: int = 95) -> None:
     """Write a uint8 (H,W,3) RGB array as JPEG."""
     import cv2
 
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.asarray(array), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise WriteError(path, "OpenCV could not encode the JPEG")
     with atomic_path(path) as tmp:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.asarray(array), cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise OSError(f"cannot encode JPEG for {path}")
-        buf.tofile(tmp)
+        write_bytes(tmp, buf.tobytes(), final=path)
 
 
 def save_json(path: str, obj) -> None:
     """Write JSON (indented, keys in insertion order)."""
+    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, default=_json_default)
-            f.write("\n")
+        write_bytes(tmp, text.encode("utf-8"), final=path)
 
 
 def _json_default(value):
@@ -130,10 +183,9 @@ def _json_default(value):
 
 def save_text_lines(path: str, lines: Iterable[str]) -> None:
     """Write one item per line (a list file)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(f"{line}\n")
+    text = "".join(f"{line}\n" for line in lines)
+    with atomic_path(path, allow_empty=not text) as tmp:
+        write_bytes(tmp, text.encode("utf-8"), final=path)
 
 
 def load_png(path: str) -> np.ndarray:
@@ -150,10 +202,59 @@ def load_png(path: str) -> np.ndarray:
     return array
 
 
+# (leading bytes, trailing bytes) of a complete file of each format; None = not checked
+_SIGNATURES: dict[str, tuple[tuple[bytes, ...], tuple[bytes, ...] | None]] = {
+    ".png": ((b"\x89PNG\r\n\x1a\n",), (b"IEND\xaeB`\x82",)),  # the IEND chunk closes every PNG
+    ".jpg": ((b"\xff\xd8",), (b"\xff\xd9",)),
+    ".jpeg": ((b"\xff\xd8",), (b"\xff\xd9",)),
+    ".npy": ((b"\x93NUMPY",), None),
+    ".npz": ((b"PK\x03\x04",), None),  # plus the end-of-central-directory record, checked below
+    ".tif": ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), None),
+    ".tiff": ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), None),
+    ".pth": ((b"PK\x03\x04",), None),
+}
+
+
+def is_complete(path: str) -> bool:
+    """Cheap check that an existing artifact is whole: not empty, and its format's first (and, where the format has
+    one, last) bytes are there; ``.npz``/``.pth`` zip files also need their closing central directory.
+
+    Reads at most a few dozen bytes, so a resuming pass can call it for every item. False for a missing file.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return False
+        heads, tails = _SIGNATURES.get(os.path.splitext(path)[1].lower(), ((), None))
+        if not heads:
+            return True
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if not any(head.startswith(h) for h in heads):
+                return False
+            if tails is not None:
+                f.seek(max(0, size - 8))
+                if not any(f.read().endswith(t) for t in tails):
+                    return False
+            if head.startswith(b"PK"):
+                f.seek(max(0, size - 22 - 65535))  # the end record (22 bytes + comment) is in the last 64 KiB
+                return b"PK\x05\x06" in f.read()
+        return True
+    except OSError:
+        return False
+
+
+def _remove_own_temp_files(path: str) -> None:
+    from misc.robust import remove_stale_temp_files_of
+
+    remove_stale_temp_files_of(path)
+
+
 def save_args(args, out_dir: str, pass_name: str) -> str:
     """Write the arguments a pass ran with next to its outputs (``args_<pass>.json``); returns the path."""
     from misc import artifacts
 
     path = artifacts.args_json_path(out_dir, pass_name)
+    _remove_own_temp_files(path)  # a run killed while writing it left one
     save_json(path, {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(args).items())})
     return path

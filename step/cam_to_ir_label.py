@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
 from misc.logutils import progress
-from misc.robust import ITEM_ERRORS, BadItems, describe, prepare_out_dir
+from misc.robust import ITEM_ERRORS, BadItems, describe, pending_items, prepare_out_dir
 from misc.visualize import cam_overlay, colorize_label, side_by_side
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,8 @@ def run(args) -> None:
     if dist.is_main():
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
-    todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.ir_label_path(out_dir, n))]
+    todo = pending_items(mine, lambda n: artifacts.ir_label_path(out_dir, n), overwrite=args.overwrite,
+                         pass_name=PASS_NAME)
     log.info("%s: %d images of --train_list to do (%d already done), fg %.2f / bg %.2f", PASS_NAME, len(todo),
              len(mine) - len(todo), args.conf_fg_thres, args.conf_bg_thres)
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
