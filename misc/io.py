@@ -35,9 +35,13 @@ class WriteError(OSError):
     """A write that failed: ``str()`` names the final file and the cause; ``errno`` is the system's (e.g. ENOSPC)."""
 
     def __init__(self, path: str, cause: str, errno_: int | None = None):
-        super().__init__(f"cannot write {path}: {cause}")
+        self.message = f"cannot write {path}: {cause}"
+        super().__init__(self.message)
         self.errno = errno_
-        self.filename = path
+        self.path = path
+
+    def __str__(self) -> str:  # OSError's own would print "[Errno 28] None" once errno is set
+        return self.message
 
 
 def _cause(err: BaseException) -> str:
