@@ -133,12 +133,13 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            flags = [t for t in message[len(prefix):].split() if t.startswith("-")]
+            tokens = message[len(prefix):].split()
+            flags = [t for t in tokens if t.startswith("-")]
             parts = []
-            for flag in flags or message[len(prefix):].split()[:1]:
+            for flag in flags:
                 guess = self.suggest(flag) if flag.startswith("--") else None
                 parts.append(f"unknown option {flag}" + (f": did you mean {guess}?" if guess else ""))
-            message = "; ".join(parts)
+            message = "; ".join(parts) or f"unexpected argument {' '.join(tokens)} (options are --name value)"
         self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists every option)\n")
 
 
