@@ -84,7 +84,11 @@ def _stderr_captured(out: list[bytes]):
 
     with contextlib.suppress(Exception):
         sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a detached daemon): nothing to capture
+        yield
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:

@@ -13,6 +13,7 @@ gets a final name. :func:`is_complete` is the cheap check a resuming pass uses b
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -42,6 +43,10 @@ class WriteError(OSError):
 
     def __str__(self) -> str:  # OSError's own would print "[Errno 28] None" once errno is set
         return self.message
+
+
+# errors that can only come from writing: a full disk, a quota, a read-only file system, a file too large
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def _cause(err: BaseException) -> str:
@@ -99,6 +104,14 @@ def atomic_path(path: str, *, allow_empty: bool = False) -> Iterator[str]:
             raise
         except OSError as err:
             raise WriteError(path, _cause(err), err.errno) from err
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        # a writer of the body (rasterio, a streamed file) that failed on the disk: name the final file
+        if not isinstance(err, WriteError) and (err.errno in _DISK_ERRNOS or tmp in str(err)
+                                                or "No space left on device" in str(err)):
+            raise WriteError(path, _cause(err).replace(tmp, path), err.errno) from err
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)

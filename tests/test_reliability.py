@@ -477,3 +477,18 @@ def test_json_sidecar_rows_follow_a_resumed_run(tmp_path):
     rows = json.load(open(artifacts.checkpoint_timings_path(path)))["checkpoints"]
     assert [(r["epoch"], r["epoch_seconds"]) for r in rows] == [(1, 1.5), (2, 2.0)]
     assert torch.load(path, weights_only=False)["metrics"] == {}
+
+
+def test_a_streamed_writer_failing_on_the_disk_names_the_final_file(tmp_path):
+    """predict streams GeoJSON / GeoTIFF into atomic_path's temp file; a disk error there names the real file."""
+    path = str(tmp_path / "scene_buildings.geojson")
+    with pytest.raises(WriteError) as err:
+        with misc.io.atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write("{")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what file.write raises on a full disk
+    assert str(err.value) == f"cannot write {path}: no space left on device"
+    with pytest.raises(ValueError, match="not a disk error"):  # anything else passes through unchanged
+        with misc.io.atomic_path(path):
+            raise ValueError("not a disk error")
+    assert os.listdir(tmp_path) == []
