@@ -165,7 +165,12 @@ def invoke(entry: str, argv: list[str], capsys) -> tuple[int, str]:
     return (0 if code is None or isinstance(code, dict) else code), capsys.readouterr().err
 
 
-@pytest.mark.parametrize("entry,argv,code,fragment", TABLE, ids=[f"{r[0]}:{' '.join(r[1])[:60]}" for r in TABLE])
+def _row_id(row) -> str:
+    argv = row[1][len(RUN):] if row[1][:len(RUN)] == RUN else row[1]
+    return f"{row[0]}:{' '.join(argv)[:70]}"
+
+
+@pytest.mark.parametrize("entry,argv,code,fragment", TABLE, ids=[_row_id(r) for r in TABLE])
 def test_bad_input_table(world, tmp_path, monkeypatch, capsys, entry, argv, code, fragment):
     monkeypatch.chdir(tmp_path)  # the default paths (Dataset/potsdam, cdy12/..., sess/...) do not exist here
     got, err = invoke(entry, fill(argv, world), capsys)

@@ -2,6 +2,7 @@
 artifacts, checkpoints that a diverging run cannot destroy, leftover temp files, image size limits, damaged JPEGs,
 no-data in float GeoTIFFs, and a bounded seeded fuzz of the image and mask loaders."""
 import builtins
+import contextlib
 import errno
 import json
 import logging
@@ -238,17 +239,24 @@ def test_train_cam_whose_weights_turn_nan_keeps_the_earlier_checkpoint(data, tmp
     assert weights.read_bytes() == before
 
 
-def test_tmpfs_full_disk(tmp_path):
-    """A real full file system (a 64 KiB tmpfs) where mounting is allowed (root); skipped elsewhere."""
-    mount_point = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount_point, options: str):
+    """A small tmpfs at ``mount_point`` where mounting is allowed (root); the test is skipped elsewhere."""
     mount_point.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-                          capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"mount not permitted here: {done.stderr.decode(errors='replace').strip()}")
     try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_tmpfs_full_disk(tmp_path):
+    """A real full file system (a 64 KiB tmpfs)."""
+    with tmpfs(tmp_path / "small", "size=64k") as mount_point:
         noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)  # ~190 KiB as PNG
         path = str(mount_point / "big.png")
         with pytest.raises(WriteError) as err:
@@ -257,8 +265,20 @@ def test_tmpfs_full_disk(tmp_path):
         assert os.listdir(mount_point) == []
         save_png(str(mount_point / "small.png"), noise[:8, :8])  # space is left for what fits
         assert load_png(str(mount_point / "small.png")).shape == (8, 8, 3)
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_data_prepare_into_a_read_only_folder(data, tmp_path, capsys):
+    """A real read-only file system (root ignores permission bits, not a read-only mount)."""
+    from data import prepare
+
+    raw = os.path.join(os.path.dirname(data["root"]), "raw")
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount_point:
+        with pytest.raises(SystemExit) as stop:
+            prepare.main(["--images", raw, "--masks", raw, "--out_root", str(mount_point / "out"), "--quiet"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err
+        assert f"cannot create output folder '{mount_point / 'out' / 'JPEGImages'}'" in err
+        assert "read-only file system" in err.lower()
 
 
 # --- leftover temp files ------------------------------------------------------------------------------------------------
