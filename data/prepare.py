@@ -258,7 +258,8 @@ def prepare(images: str, masks: str, palette="dubai", fg_classes=("building",), 
                 "(%.2f %%) -> ignore; image no-data: %d pixels -> ignore", len(pairs), len(written), out_root, dropped,
                 min_valid, unknown_total, share, nodata_total)
     return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
-            "unknown_pixels": unknown_total, "nodata_pixels": nodata_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
+            "unknown_pixels": unknown_total, "nodata_pixels": nodata_total, "total_pixels": total_pixels,
+            "unknown_per_file": unknown_per_file,
             "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
             "classes_json": classes_json_path(out_root)}
 

@@ -281,7 +281,7 @@ def test_data_prepare_into_a_read_only_folder(data, tmp_path, capsys):
         assert "read-only file system" in err.lower()
 
 
-# --- leftover temp files ------------------------------------------------------------------------------------------------
+# --- leftover temp files ----------------------------------------------------------------------------------------------
 
 def test_train_irn_resume_removes_temp_overlays_of_a_killed_run(tmp_path):
     from misc.torchutils import save_checkpoint
@@ -308,7 +308,7 @@ def test_train_irn_resume_removes_temp_overlays_of_a_killed_run(tmp_path):
     assert all(os.path.exists(p) for p in keep)  # only this pass's temp files go
 
 
-# --- images: size limit, damage, no-data --------------------------------------------------------------------------------
+# --- images: size limit, damage, no-data ------------------------------------------------------------------------------
 
 def _png_header_claiming(width: int, height: int) -> bytes:
     import struct
@@ -425,7 +425,7 @@ def test_truncated_geotiff_names_the_file_and_gdal_s_reason(tmp_path):
     assert str(path) in str(err.value) and "Read failed" not in str(err.value)
 
 
-# --- a bounded, seeded fuzz of the loaders --------------------------------------------------------------------------------
+# --- a bounded, seeded fuzz of the loaders ----------------------------------------------------------------------------
 
 def _mutations(data: bytes, rng: np.random.Generator, count: int):
     """``count`` mutated copies: flipped bytes, a truncation, a random insertion or a zeroed run."""
