@@ -107,6 +107,15 @@ def save_cls_labels(path: str, names: list[str], labels: np.ndarray) -> None:
     save_npy(path, table)
 
 
+def _num_fg_classes(voc12_root: str) -> int:
+    """K, the number of image-level label columns a data set's classes.json implies (its "fg_classes" when it lists
+    them, else the classes after "background")."""
+    with open(classes_json_path(voc12_root), encoding="utf-8") as f:
+        spec = json.load(f)
+    fg = spec.get("fg_classes") if isinstance(spec, dict) else None
+    return len(fg) if isinstance(fg, list) and fg else len(load_class_names(voc12_root)) - 1
+
+
 def load_cls_labels(path: str) -> dict[str, np.ndarray]:
     """Read ``cls_labels.npy``: {name: (K,) float32 multi-hot}. Errors name the file."""
     if not os.path.isfile(path):
@@ -134,7 +143,7 @@ def load_cls_labels(path: str) -> dict[str, np.ndarray]:
     classes_file = os.path.join(os.path.dirname(path), "classes.json")
     if os.path.isfile(classes_file):  # the label file of a prepared data set must match its classes
         try:
-            num_fg = len(load_class_names(os.path.dirname(path) or ".")) - 1
+            num_fg = _num_fg_classes(os.path.dirname(path) or ".")
         except ValueError:
             num_fg = None  # a broken classes.json is reported by the pass that reads it
         if num_fg is not None and labels.shape[1] != num_fg:

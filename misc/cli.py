@@ -95,15 +95,24 @@ def positive_float_list(value: str) -> tuple[float, ...]:
 positive_float_list.range_text = "comma list, each > 0"
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults and the allowed range after every option's help."""
+class HelpFormatter(argparse.HelpFormatter):
+    """The default (as it would be typed) and the allowed range after every option's help: "(default: 256; > 0)";
+    "(required)" for required options; no "(default: None)" noise when the help already says what happens."""
 
     def _get_help_string(self, action):
-        text = super()._get_help_string(action)
+        text = action.help or ""
+        extras = []
+        if action.required:
+            extras.append("required")
+        elif action.default not in (None, "", argparse.SUPPRESS) and "default" not in text.lower():
+            default = action.default
+            if isinstance(default, (tuple, list)):
+                default = ",".join(str(v) for v in default)
+            extras.append(f"default: {default}".replace("%", "%%"))  # help strings are %-formatted
         range_text = getattr(action.type, "range_text", None)
         if range_text:
-            text = text[:-1] + f"; {range_text})" if text.endswith(")") else f"{text} ({range_text})"
-        return text
+            extras.append(range_text)
+        return f"{text} ({'; '.join(extras)})" if extras else text
 
 
 class ArgumentParser(argparse.ArgumentParser):

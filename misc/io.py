@@ -254,7 +254,10 @@ def is_complete(path: str) -> bool:
                 if not any(f.read().endswith(t) for t in tails):
                     return False
             if head.startswith(b"PK"):
-                f.seek(max(0, size - 22 - 65535))  # the end record (22 bytes + comment) is in the last 64 KiB
+                f.seek(max(0, size - 22))  # the end record: the last 22 bytes of a zip without a comment
+                if f.read(4) == b"PK\x05\x06":
+                    return True
+                f.seek(max(0, size - 22 - 65535))  # with a comment it is still within the last 64 KiB
                 return b"PK\x05\x06" in f.read()
         return True
     except OSError:
