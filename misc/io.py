@@ -264,17 +264,12 @@ def is_complete(path: str) -> bool:
         return False
 
 
-def _remove_own_temp_files(path: str) -> None:
-    from misc.robust import remove_stale_temp_files_of
-
-    remove_stale_temp_files_of(path)
-
-
 def save_args(args, out_dir: str, pass_name: str) -> str:
     """Write the arguments a pass ran with next to its outputs (``args_<pass>.json``); returns the path."""
     from misc import artifacts
+    from misc.robust import remove_stale_temp_files_of
 
     path = artifacts.args_json_path(out_dir, pass_name)
-    _remove_own_temp_files(path)  # a run killed while writing it left one
+    remove_stale_temp_files_of(path)  # a run killed while writing it left one
     save_json(path, {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(args).items())})
     return path

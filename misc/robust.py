@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 ITEM_ERRORS = (OSError, ValueError, KeyError)
 
 # misc.io.atomic_path names its temporary files ".<stem>.<random>.tmp<ext>"
+_TEMP_FILE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 _WHOLE_PASS = "_wsss_whole_pass"  # marks an exception that BadItems.guard must not skip
 ITEM_ATTR = "_wsss_item"  # the item an exception let through by BadItems.guard (no --skip_bad) belongs to
 
@@ -74,7 +75,6 @@ def clean_training_outputs(weights_path: str, *folders: str) -> int:
         if os.path.isdir(folder):
             removed += remove_stale_temp_files(folder)
     return removed
-_TEMP_FILE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def remove_stale_temp_files(folder: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from misc.io import atomic_path
+from misc.io import atomic_path, save_json
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def save_checkpoint(path: str, *, model: torch.nn.Module, args: Any, step: int, 
       seed and inputs give a byte-identical checkpoint.
     """
     from misc import artifacts
-    from misc.io import WriteError, save_json, write_bytes
+    from misc.io import write_bytes
 
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -160,18 +160,15 @@ def save_checkpoint(path: str, *, model: torch.nn.Module, args: Any, step: int, 
         payload["optimizer"] = optimizer.state_dict()
     if extra:
         payload.update(extra)
-    buffer = io.BytesIO()
-    try:
-        torch.save(payload, buffer)
-    except RuntimeError as err:  # serialisation itself (not the disk) failed
-        raise WriteError(path, f"cannot serialise the checkpoint: {err}") from err
+    buffer = io.BytesIO()  # in memory (deterministic archive name too), then one checked write
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
         write_bytes(tmp, buffer.getbuffer(), final=path)
     if timings:
-        _append_timings(artifacts.checkpoint_timings_path(path), int(step), payload.get("epoch"), timings, save_json)
+        _append_timings(artifacts.checkpoint_timings_path(path), int(step), payload.get("epoch"), timings)
 
 
-def _append_timings(path: str, step: int, epoch, timings: dict, save_json) -> None:
+def _append_timings(path: str, step: int, epoch, timings: dict) -> None:
     """Keep one row per saved checkpoint (rows of a later step, from a run that was resumed earlier, are dropped)."""
     rows = []
     try:
