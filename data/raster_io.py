@@ -123,7 +123,7 @@ def _cause(err: BaseException) -> str:
     return str(inner) if inner is not None and str(inner) else str(err)
 
 
-def _read_tiff(path: str, whole: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_tiff(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(H, W, C) array of the file's first three bands as stored, and the (H, W) bool no-data mask (NaN in any band,
     or the file's nodata value in all of them), None when there is none."""
     import rasterio
@@ -133,8 +133,7 @@ def _read_tiff(path: str, whole: bool = True) -> tuple[np.ndarray, np.ndarray | 
             # plain (non-geo) TIFFs are fine here: only the pixels are used
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                if whole:
-                    check_image_size(path, src.width, src.height)
+                check_image_size(path, src.width, src.height)  # read whole: the same limit as PNG/JPEG
                 indexes = list(range(1, min(src.count, 3) + 1))
                 bands = src.read(indexes=indexes)  # (C, H, W)
                 nodata = src.nodata
@@ -170,7 +169,7 @@ def _read_cv2(path: str) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as err:
         raise ValueError(f"cannot read {path}: {err}") from err
-    size = header_size(data[:65536].tobytes())
+    size = header_size(data[:1 << 18].tobytes())  # the frame header follows any EXIF/ICC segments
     if size is not None:
         check_image_size(path, *size)
     captured: list[bytes] = []
