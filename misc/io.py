@@ -39,10 +39,13 @@ class WriteError(OSError):
         self.message = f"cannot write {path}: {cause}"
         super().__init__(self.message)
         self.errno = errno_
-        self.path = path
+        self.path, self.cause = path, cause
 
     def __str__(self) -> str:  # OSError's own would print "[Errno 28] None" once errno is set
         return self.message
+
+    def __reduce__(self):  # travels intact from a worker process (cam_to_ir_label --num_workers)
+        return type(self), (self.path, self.cause, self.errno)
 
 
 # errors that can only come from writing: a full disk, a quota, a read-only file system, a file too large

@@ -512,3 +512,11 @@ def test_a_streamed_writer_failing_on_the_disk_names_the_final_file(tmp_path):
         with misc.io.atomic_path(path):
             raise ValueError("not a disk error")
     assert os.listdir(tmp_path) == []
+
+
+def test_write_error_survives_a_worker_process():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(WriteError("/out/a.png", "no space left on device", errno.ENOSPC)))
+    assert isinstance(err, WriteError) and isinstance(err, OSError)
+    assert str(err) == "cannot write /out/a.png: no space left on device" and err.errno == errno.ENOSPC
