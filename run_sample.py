@@ -31,9 +31,12 @@ def one_line(err: BaseException, args) -> str:
     --skip_bad hint when one item's fault stopped the pass."""
     message = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip().replace("\n", " | ")
     if isinstance(err, FileNotFoundError) or "not found" in message or "does not exist" in message:
-        hint = creation_hint(message, args)
-        if hint:
-            message += f" ({hint})"
+        found = creation_hint(message, args)
+        if found:
+            flags, hint = found
+            for flag in flags:  # said once, with the remedy
+                message = message.replace(f" ({flag})", "")
+            message += f" ({' / '.join(flags)}: {hint})"
     item = getattr(err, ITEM_ATTR, None)
     if item is not None and not args.skip_bad:
         message += " (--skip_bad True skips such items, logs and counts them)"

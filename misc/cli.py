@@ -372,28 +372,30 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 # Where a missing default input comes from: (option, how to create it). run_sample adds the line to a "not found"
 # error that names the option's value, so a fresh clone's first run says what to do instead of only "not found".
 CREATE_HINTS = (
-    ("voc12_root", "--voc12_root: prepare the data folder with `python -m data.prepare --images ... --masks ... "
-                   "--out_root {value}` and `python write_numpy.py --voc12_root {value}` (README, step 1)"),
-    ("train_list", "--train_list: write it with `python write_numpy.py --out_list {value}` (README, step 1)"),
-    ("infer_list", "--infer_list: write it with `python write_numpy.py --out_list {value}` (README, step 1)"),
-    ("cls_labels_path", "--cls_labels_path: write it with `python write_numpy.py --cls_labels_path {value}`"),
-    ("cam_weights_name", "--cam_weights_name: train it with `--train_cam_pass True --cam_weights_name {value}`"),
-    ("irn_weights_name", "--irn_weights_name: train it with `--train_irn_pass True --irn_weights_name {value}`"),
-    ("aff_weights_name", "--aff_weights_name: train it with `--train_aff_pass True --aff_weights_name {value}`"),
-    ("seg_weights_name", "--seg_weights_name: train it with `--train_seg_pass True --seg_weights_name {value}`"),
-    ("semi_weights_name", "--semi_weights_name: train it with `--train_semi_pass True --semi_weights_name {value}`"),
+    ("voc12_root", "prepare the data folder with `python -m data.prepare --images ... --masks ... --out_root {value}` "
+                   "and `python write_numpy.py --voc12_root {value}` (README, step 1)"),
+    ("train_list", "write it with `python write_numpy.py --out_list {value}` (README, step 1)"),
+    ("infer_list", "write it with `python write_numpy.py --out_list {value}` (README, step 1)"),
+    ("cls_labels_path", "write it with `python write_numpy.py --cls_labels_path {value}`"),
+    ("cam_weights_name", "train it with `--train_cam_pass True --cam_weights_name {value}`"),
+    ("irn_weights_name", "train it with `--train_irn_pass True --irn_weights_name {value}`"),
+    ("aff_weights_name", "train it with `--train_aff_pass True --aff_weights_name {value}`"),
+    ("seg_weights_name", "train it with `--train_seg_pass True --seg_weights_name {value}`"),
+    ("semi_weights_name", "train it with `--train_semi_pass True --semi_weights_name {value}`"),
 )
 
 
-def creation_hint(message: str, args: argparse.Namespace) -> str | None:
-    """How to create the missing input that a 'not found' ``message`` names, when it is one of the options' values
-    (the longest matching value wins: a weights file under the data folder is a weights file)."""
-    best = None
-    for option, hint in CREATE_HINTS:
-        value = getattr(args, option, None)
-        if value and str(value) in message and (best is None or len(str(value)) > len(best[0])):
-            best = (str(value), hint.format(value=value))
-    return best[1] if best else None
+def creation_hint(message: str, args: argparse.Namespace) -> tuple[list[str], str] | None:
+    """(the options, how to create it) for the missing input a 'not found' ``message`` names, when it is one of the
+    options' values. The longest matching value wins (a weights file under the data folder is a weights file);
+    options sharing that value are all named (--train_list and --infer_list have the same default)."""
+    matches = [(str(getattr(args, option)), option, hint) for option, hint in CREATE_HINTS
+               if getattr(args, option, None) and str(getattr(args, option)) in message]
+    if not matches:
+        return None
+    value = max(matches, key=lambda m: len(m[0]))[0]
+    chosen = [m for m in matches if m[0] == value]
+    return [f"--{m[1]}" for m in chosen], chosen[0][2].format(value=value)
 
 
 def enabled_passes(args: argparse.Namespace) -> list[str]:

@@ -114,16 +114,16 @@ TABLE = [
     # missing inputs say what is missing and how to create it
     ("run", [*RUN, "--make_cam_pass", "--voc12_root", "{tmp}/nowhere", "--infer_list", "{train}",
              "--cam_weights_name", "{weights}"], 2,
-     "data folder {tmp}/nowhere does not exist (--voc12_root) (--voc12_root: prepare the data folder with "
+     "data folder {tmp}/nowhere does not exist (--voc12_root: prepare the data folder with "
      "`python -m data.prepare"),
     ("run", [*RUN, "--train_cam_pass", "--voc12_root", "{root}"], 2,
-     "name list not found: cdy12/train_aug.txt (--train_list: write it with `python write_numpy.py --out_list "
-     "cdy12/train_aug.txt`"),
+     "name list not found: cdy12/train_aug.txt (--train_list / --infer_list: write it with `python write_numpy.py "
+     "--out_list cdy12/train_aug.txt`"),
     ("run", [*RUN, "--make_cam_pass", "--voc12_root", "{root}", "--infer_list", "{train}"], 2,
      "weights file not found: sess/cam.pth (train it first, or fix the path) (--cam_weights_name: train it with "
      "`--train_cam_pass True --cam_weights_name sess/cam.pth`)"),
     ("run", [*RUN, "--eval_cam_pass", "--voc12_root", "{tmp}/nowhere", "--infer_list", "{train}"], 2,
-     "does not exist (--voc12_root)"),
+     "data folder {tmp}/nowhere does not exist (--voc12_root: prepare"),
     # files whose content makes no sense
     ("run", [*RUN, *MAKE_CAM[:5], "{tmp}/latin1.txt", *MAKE_CAM[6:]], 2,
      "name list {tmp}/latin1.txt is not UTF-8 text: byte 0xe9 on line 2"),
