@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import tempfile
 import warnings
 
 import numpy as np
+
+from misc.io import MAX_IMAGE_PIXELS, check_image_size, header_size  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -30,51 +31,8 @@ TIFF_EXTS = (".tif", ".tiff")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MASK_EXTS = (".png", ".tif", ".tiff", ".bmp")
 JPEG_EXTS = (".jpg", ".jpeg")
-MAX_IMAGE_PIXELS = min(int(os.environ.get("WSSS_MAX_IMAGE_PIXELS", 1 << 30)), 1 << 30)
 # what libjpeg prints to stderr for data it decodes anyway (jerror.h: JWRN_*)
 _JPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters")
-
-
-def check_image_size(path: str, width: int, height: int) -> None:
-    """Refuse an image whose header claims more than MAX_IMAGE_PIXELS pixels (before any decoding)."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"corrupt image {path}: its header claims {width}x{height} pixels")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ValueError(f"image {path} is too large: its header claims {width}x{height} = {width * height:,} "
-                         f"pixels, more than the limit of {MAX_IMAGE_PIXELS:,} (a corrupt header or a "
-                         f"decompression bomb; tile it into smaller files first)")
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG or BMP header without decoding; None when the format is not recognised or
-    the header is cut short (the decoder then reports the damage)."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data[:2] == b"BM" and len(data) >= 26:
-            width, height = struct.unpack("<ii", data[18:26])
-            return width, abs(height)
-        if data[:2] == b"\xff\xd8":
-            pos = 2
-            for _ in range(1000):  # bounded: a JPEG header has a handful of segments
-                while pos < len(data) and data[pos] == 0xFF and pos + 1 < len(data) and data[pos + 1] == 0xFF:
-                    pos += 1  # fill bytes
-                if pos + 4 > len(data) or data[pos] != 0xFF:
-                    return None
-                marker = data[pos + 1]
-                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                    pos += 2
-                    continue
-                (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-                    height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
-                    return width, height
-                if marker in (0xDA, 0xD9) or length < 2:  # start of scan / end: no frame header before it
-                    return None
-                pos += 2 + length
-    except struct.error:
-        return None
-    return None
 
 
 @contextlib.contextmanager
