@@ -231,9 +231,10 @@ def test_train_cam_whose_weights_turn_nan_keeps_the_earlier_checkpoint(data, tmp
         return result
 
     monkeypatch.setattr(step.train_cam.PolyOptimizer, "step", diverging_step)
-    assert run(tmp_path, "--train_cam_pass", "True", "--voc12_root", data["root"], "--train_list", data["train"],
-               "--cam_crop_size", "32", "--cam_batch_size", "16", "--cam_num_epochs", "1", "--pretrained", "none",
-               "--cam_weights_name", str(weights)) == 2
+    save_text_lines(str(tmp_path / "four.txt"), data["names"][:4])  # one step of 4 images: the epoch's last
+    assert run(tmp_path, "--train_cam_pass", "True", "--voc12_root", data["root"], "--train_list",
+               str(tmp_path / "four.txt"), "--cam_crop_size", "32", "--cam_batch_size", "4", "--cam_num_epochs", "1",
+               "--pretrained", "none", "--cam_weights_name", str(weights)) == 2
     line = error_line(capsys)
     assert f"not saving {weights}: the weights hold NaN/inf" in line and "previous checkpoint" in line
     assert weights.read_bytes() == before
