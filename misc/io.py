@@ -323,11 +323,16 @@ def is_complete(path: str) -> bool:
 
 
 def save_args(args, out_dir: str, pass_name: str) -> str:
-    """Write the arguments a pass ran with next to its outputs (``args_<pass>.json``); returns the path."""
+    """Write the arguments a pass ran with next to its outputs (``args_<pass>.json``); returns the path.
+
+    Also removes the temporary files a run killed while writing this pass's JSON files (``args_<pass>.json``,
+    ``<pass>.json`` such as ``eval_cam.json``) left in ``out_dir``: eval passes write nothing else there.
+    """
     from misc import artifacts
     from misc.robust import remove_stale_temp_files_of
 
     path = artifacts.args_json_path(out_dir, pass_name)
-    remove_stale_temp_files_of(path)  # a run killed while writing it left one
+    remove_stale_temp_files_of(path)
+    remove_stale_temp_files_of(artifacts.eval_json_path(out_dir, pass_name))
     save_json(path, {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(vars(args).items())})
     return path

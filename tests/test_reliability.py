@@ -522,3 +522,17 @@ def test_write_error_survives_a_worker_process():
     err = pickle.loads(pickle.dumps(WriteError("/out/a.png", "no space left on device", errno.ENOSPC)))
     assert isinstance(err, WriteError) and isinstance(err, OSError)
     assert str(err) == "cannot write /out/a.png: no space left on device" and err.errno == errno.ENOSPC
+
+
+def test_an_eval_pass_removes_the_temp_json_of_a_killed_run(data, tmp_path):
+    names = data["names"][:2]
+    save_text_lines(str(tmp_path / "list.txt"), names)
+    cam = tmp_path / "cam"
+    assert run(tmp_path, "--make_cam_pass", "True", "--voc12_root", data["root"], "--infer_list",
+               str(tmp_path / "list.txt"), "--cam_weights_name", data["cam_weights"], "--cam_out_dir", str(cam)) == 0
+    stale = [cam / ".eval_cam.a1b2c3.tmp.json", cam / ".args_eval_cam.x9.tmp.json"]
+    for path in stale:
+        path.write_text("{")  # a kill during eval_cam's own writes
+    assert run(tmp_path, "--eval_cam_pass", "True", "--voc12_root", data["root"], "--infer_list",
+               str(tmp_path / "list.txt"), "--cam_out_dir", str(cam)) == 0
+    assert [p for p in stale if p.exists()] == [] and (cam / "eval_cam.json").is_file()
