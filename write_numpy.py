@@ -16,21 +16,24 @@ from __future__ import annotations
 import argparse
 
 from data.labels import build_cls_labels, build_cls_labels_from_tags, read_name_list
-from misc.cli import str2bool
+from misc.cli import ArgumentParser, fraction, open_fraction, str2bool
 from misc.logutils import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="write_numpy.py", description=__doc__.split("\n\n")[0])
     group = parser.add_argument_group("image-level labels")
-    group.add_argument("--voc12_root", default="Dataset/potsdam", type=str)
+    group.add_argument("--voc12_root", default="Dataset/potsdam", type=str,
+                       help="data folder made by `python -m data.prepare --out_root ...`")
     group.add_argument("--list", "--train_list", dest="list", default=None, type=str,
                        help="names to label (default: every PNG in SegmentationClassAug, or with tags every image)")
-    group.add_argument("--out_list", default="cdy12/train_aug.txt", type=str)
-    group.add_argument("--out_pos_list", default="cdy12/train_aug_building.txt", type=str)
+    group.add_argument("--out_list", default="cdy12/train_aug.txt", type=str, help="kept patches (the --train_list)")
+    group.add_argument("--out_pos_list", default="cdy12/train_aug_building.txt", type=str,
+                       help="kept patches with a foreground class (train_irn's --train_list)")
     group.add_argument("--cls_labels_path", default=None, type=str, help="default: <voc12_root>/cls_labels.npy")
-    group.add_argument("--pos_thres", default=0.05, type=float, help="masks: class present if its share >= this")
-    group.add_argument("--neg_thres", default=0.0, type=float, help="masks: class absent if its share <= this")
+    group.add_argument("--pos_thres", default=0.05, type=open_fraction,
+                       help="masks: class present if its share >= this")
+    group.add_argument("--neg_thres", default=0.0, type=fraction, help="masks: class absent if its share <= this")
     tags = parser.add_argument_group("tags instead of masks")
     tags.add_argument("--tags", default=None, type=str,
                       help="CSV of image-level tags: header 'image,classes' with ';'-separated class names, or "
@@ -39,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--class_folders", default=None, nargs="+", type=str,
                       help="folder-per-class layout: 'folder:class1;class2' pairs ('forest:' = no class) or a JSON "
                            "file {folder: [classes]}")
-    group.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True)
+    group.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True, help="warnings only")
     return parser
 
 
@@ -57,8 +60,10 @@ def main(argv: list[str] | None = None) -> dict:
                                 cls_labels_file=args.cls_labels_path,
                                 out_list=args.out_list, out_pos_list=args.out_pos_list, pos_thres=args.pos_thres,
                                 neg_thres=args.neg_thres, quiet=args.quiet)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: an unwritable or full output folder (misc.io.WriteError)
         parser.exit(2, f"error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted (Ctrl-C); rerun the same command\n")
 
 
 if __name__ == "__main__":

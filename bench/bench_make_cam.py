@@ -26,6 +26,17 @@ from data.labels import read_name_list  # noqa: E402
 from misc.io import save_text_lines  # noqa: E402
 
 
+def _last_epoch_seconds(weights: str, ckpt: dict) -> float:
+    """From the timings sidecar (misc.artifacts.checkpoint_timings_path); older checkpoints kept it inside."""
+    from misc import artifacts  # noqa: E402
+
+    try:
+        with open(artifacts.checkpoint_timings_path(weights), encoding="utf-8") as f:
+            return float(json.load(f)["checkpoints"][-1]["epoch_seconds"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return float(ckpt.get("metrics", {}).get("epoch_seconds", float("nan")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--voc12_root", required=True)
@@ -56,7 +67,7 @@ def main() -> None:
     print(json.dumps({
         "images": len(names), "seconds": round(seconds, 1), "images_per_s": round(len(names) / seconds, 3),
         "s_per_image": round(seconds / len(names), 3), "peak_rss_mib": round(peak_mib),
-        "train_epoch_seconds_last": round(ckpt.get("metrics", {}).get("epoch_seconds", float("nan")), 1),
+        "train_epoch_seconds_last": round(_last_epoch_seconds(args.weights, ckpt), 1),
         "miou": round(result["miou"], 4), "threshold": result["threshold"],
         "iou": {k: (round(v, 4) if v is not None else None) for k, v in result["iou"].items()},
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()} {os.cpu_count()} cpus"}))

@@ -40,15 +40,20 @@ def read_name_list(path: str) -> list[str]:
         raise FileNotFoundError(f"name list not found: {path}")
     names: list[str] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8-sig") as f:  # -sig: lists saved by Windows editors start with a byte-order mark
-        for lineno, line in enumerate(f, start=1):
-            name = line.strip()
-            if not name or name.startswith("#"):
-                continue
-            if name in seen:
-                raise ValueError(f"name list {path}: duplicate name {name!r} (line {lineno})")
-            seen.add(name)
-            names.append(name)
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: lists saved by Windows editors start with a BOM
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"name list {path} is not UTF-8 text: {_decode_position(path, err)}; re-save it as UTF-8 "
+                         f"(e.g. `iconv -f latin1 -t utf-8`)") from err
+    for lineno, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if name in seen:
+            raise ValueError(f"name list {path}: duplicate name {name!r} (line {lineno})")
+        seen.add(name)
+        names.append(name)
     if not names:
         raise ValueError(f"name list {path} is empty")
     return names
@@ -97,17 +102,30 @@ def ground_truth_available(voc12_root: str, names: list[str], pass_name: str) ->
     raise ValueError(f"{pass_name}: {len(missing)} of {len(names)} images have no ground-truth mask in "
                      f"{os.path.join(voc12_root, MASK_DIR)}, e.g. {missing[:3]}: evaluate a list of the images "
                      f"with masks (--eval_list / --seg_val_list)")
+def _decode_position(path: str, err: UnicodeDecodeError) -> str:
+    """'byte 0xe9 on line 3' for a text file that is not UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read()
+    line = data[:err.start].count(b"\n") + 1
+    return f"byte 0x{data[err.start]:02x} on line {line}"
+
+
+def require_data_root(voc12_root: str) -> None:
+    """A missing data folder is reported as such (not as its first missing file)."""
+    if not os.path.isdir(voc12_root):
+        raise FileNotFoundError(f"data folder {voc12_root} does not exist (--voc12_root)")
 
 
 def load_class_names(voc12_root: str) -> list[str]:
     """Class names of a prepared data set, from ``<voc12_root>/classes.json``: ["background", fg_1, ..., fg_K]."""
     path = classes_json_path(voc12_root)
     if not os.path.isfile(path):
+        require_data_root(voc12_root)
         raise FileNotFoundError(f"class file not found: {path} (run `python -m data.prepare` first)")
     try:
         with open(path, encoding="utf-8") as f:
             classes = json.load(f)["classes"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError) as err:  # ValueError: JSONDecodeError and UnicodeDecodeError
         raise ValueError(f"class file {path} is not {{'classes': [...], ...}}: {err}") from err
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise ValueError(f"class file {path}: 'classes' must list 'background' and at least one class, "
@@ -163,9 +181,19 @@ def save_cls_labels(path: str, names: list[str], labels: np.ndarray) -> None:
     save_npy(path, table)
 
 
+def _num_fg_classes(voc12_root: str) -> int:
+    """K, the number of image-level label columns a data set's classes.json implies (its "fg_classes" when it lists
+    them, else the classes after "background")."""
+    with open(classes_json_path(voc12_root), encoding="utf-8") as f:
+        spec = json.load(f)
+    fg = spec.get("fg_classes") if isinstance(spec, dict) else None
+    return len(fg) if isinstance(fg, list) and fg else len(load_class_names(voc12_root)) - 1
+
+
 def load_cls_labels(path: str) -> dict[str, np.ndarray]:
     """Read ``cls_labels.npy``: {name: (K,) float32 multi-hot}. Errors name the file."""
     if not os.path.isfile(path):
+        require_data_root(os.path.dirname(path) or ".")
         raise FileNotFoundError(f"image-level label file not found: {path} (run write_numpy.py first)")
     try:
         table = np.load(path, allow_pickle=False)
@@ -180,7 +208,22 @@ def load_cls_labels(path: str) -> dict[str, np.ndarray]:
             or table.dtype["labels"].base != np.uint8 or len(table.dtype["labels"].shape) != 1):
         raise ValueError(f"{path} has dtype {getattr(table, 'dtype', type(table))}, expected "
                          f"[('name', 'U<n>'), ('labels', 'u1', (K,))]")
-    return {str(n): lab.astype(np.float32) for n, lab in zip(table["name"], table["labels"])}
+    labels = table["labels"]  # (N, K) uint8
+    stray = np.setdiff1d(np.unique(labels), [0, 1])
+    if stray.size:
+        row = int(np.nonzero(~np.isin(labels, (0, 1)).all(axis=1))[0][0])
+        raise ValueError(f"{path}: image-level labels must be 0/1, but {table['name'][row]!r} has "
+                         f"{labels[row].tolist()} (regenerate it with write_numpy.py)")
+    classes_file = os.path.join(os.path.dirname(path), "classes.json")
+    if os.path.isfile(classes_file):  # the label file of a prepared data set must match its classes
+        try:
+            num_fg = _num_fg_classes(os.path.dirname(path) or ".")
+        except ValueError:
+            num_fg = None  # a broken classes.json is reported by the pass that reads it
+        if num_fg is not None and labels.shape[1] != num_fg:
+            raise ValueError(f"{path} has {labels.shape[1]} classes per image but {classes_file} lists {num_fg} "
+                             f"foreground classes: regenerate it with write_numpy.py")
+    return {str(n): lab.astype(np.float32) for n, lab in zip(table["name"], labels)}
 
 
 # --- deriving image-level labels from masks -----------------------------------------------------------------------

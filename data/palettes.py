@@ -129,6 +129,9 @@ def _palette_from_json(path: str) -> Palette:
     try:
         with open(path, encoding="utf-8") as f:
             spec = json.load(f)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"palette file {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x}): re-save it "
+                         f"as UTF-8") from err
     except json.JSONDecodeError as err:
         raise ValueError(f"palette file {path} is not valid JSON: {err}") from err
     classes = spec.get("classes") if isinstance(spec, dict) else None
@@ -297,3 +300,42 @@ def decode_mask(mask: np.ndarray, palette: Palette | str, fg_classes: list[str] 
         known &= consistent
         label = np.where(consistent, label, IGNORE_INDEX).astype(np.uint8)
     return label, int(known.size - np.count_nonzero(known))
+
+
+def _hex(rgb) -> str:
+    return "#%02X%02X%02X" % tuple(int(c) for c in rgb)
+
+
+def describe_unknown(mask: np.ndarray, palette: Palette | str, top: int = 5) -> str:
+    """Why a mask's pixels are unknown to ``palette``, for an error message: the kind of mask given, the palette's
+    colours (or values) and the mask's most common colours (or values) with their shares.
+
+    mask: uint8 (H, W) or (H, W, 3|4), as :func:`data.raster_io.read_mask` returns it.
+    """
+    palette = load_palette(palette)
+    mask = np.asarray(mask)
+    total = max(mask.shape[0] * mask.shape[1], 1) if mask.ndim >= 2 else max(mask.size, 1)
+    one_band = mask.ndim == 2 or (mask.ndim == 3 and mask.shape[2] >= 3
+                                   and (mask[..., 0] == mask[..., 1]).all() and (mask[..., 1] == mask[..., 2]).all())
+    if palette.colors is not None:
+        known = ", ".join(f"{n} {_hex(c)}" for n, c in zip(palette.class_names, palette.colors))
+        rgb = _as_rgb(mask[..., 0] if one_band and mask.ndim == 3 else mask).reshape(-1, 3).astype(np.int64)
+        packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        values, counts = np.unique(packed, return_counts=True)
+        order = np.argsort(-counts)[:top]
+        common = ", ".join(f"{_hex(((v >> 16) & 255, (v >> 8) & 255, v & 255))} {100.0 * c / total:.1f} %"
+                           for v, c in zip(values[order], counts[order]))
+        kind = ("it is a one-band (grey/index) mask, but palette %r is a colour palette (try --palette index or "
+                "binary); " % palette.name) if one_band else ""
+        return f"{kind}palette {palette.name!r} colours: {known}; the mask's most common colours: {common}"
+    gray = mask if mask.ndim == 2 else mask[..., 0]
+    values, counts = np.unique(gray, return_counts=True)
+    order = np.argsort(-counts)[:top]
+    common = ", ".join(f"{int(v)} {100.0 * c / total:.1f} %" for v, c in zip(values[order], counts[order]))
+    if palette.open_index:
+        known = "0..254 (255 = ignore)"
+    else:
+        known = ", ".join(f"{n} {'/'.join(str(v) for v in vs)}" for n, vs in zip(palette.class_names, palette.values))
+    kind = (f"it is a colour mask, but palette {palette.name!r} reads one-band values (try a colour palette such as "
+            f"dubai or isprs, or a JSON palette); ") if not one_band else ""
+    return f"{kind}palette {palette.name!r} values: {known}; the mask's most common values: {common}"

@@ -28,10 +28,10 @@ import re
 
 import numpy as np
 
-from data.palettes import decode_mask, is_background_free, load_palette, resolve_fg_classes
-from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_mask
+from data.palettes import decode_mask, describe_unknown, is_background_free, load_palette, resolve_fg_classes
+from data.raster_io import IMAGE_EXTS, MASK_EXTS, read_image, read_image_nodata, read_mask
 from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, mask_path
-from misc.cli import str2bool
+from misc.cli import ArgumentParser, fraction, nonneg_int, positive_int, str2bool
 from misc.io import save_jpg, save_json, save_png, save_text_lines
 from misc.logutils import progress, setup_logging
 
@@ -237,9 +237,9 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
     written: list[str] = []
     sources: dict[str, str] = {}
     unknown_per_file: dict[str, int] = {}
-    total_pixels = unknown_total = dropped = 0
+    total_pixels = unknown_total = dropped = nodata_total = 0
     for key, image_file, mask_file in progress(pairs, desc="scenes", quiet=quiet):
-        image = read_image(image_file)  # (H, W, 3) uint8
+        image, nodata = read_image_nodata(image_file)  # (H, W, 3) uint8, (H, W) bool no-data or None
         scene = scene_name(key)
         sources[scene] = key
         if mask_file is None:  # tags come later, for the whole image (or, with tags_per_patch, for each patch)
@@ -252,6 +252,13 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
             continue
         mask = read_mask(mask_file)  # (H, W) or (H, W, 3)
         label, n_unknown = decode_mask(mask, palette, fg)  # (H, W) uint8
+        if n_unknown == label.size:  # not one known colour: the wrong palette (or a broken mask), not a tiling matter
+            raise ValueError(f"mask {mask_file}: 100 % of its pixels have colours/values unknown to palette "
+                             f"{palette.name!r}: {describe_unknown(mask, palette)}")
+        if nodata is not None:  # no-data pixels of the image (NaN / nodata value) are ignore in the label
+            label[nodata] = IGNORE_INDEX
+            nodata_total += int(nodata.sum())
+            logger.info("%s: %d no-data pixels -> ignore (%d)", image_file, int(nodata.sum()), IGNORE_INDEX)
         rel_mask = os.path.relpath(mask_file, masks_root) if masks_root else mask_file
         total_pixels += label.size
         unknown_total += n_unknown
@@ -270,7 +277,11 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
             save_png(mask_path(out_root, name), np.ascontiguousarray(patch_label))
             written.append(name)
     if not written:
-        raise ValueError(f"no patch kept out of {len(pairs)} scenes: lower --min_valid ({min_valid})?")
+        share = 100.0 * unknown_total / max(total_pixels, 1)
+        cause = (f"{share:.1f} % of the mask pixels have colours unknown to palette {palette.name!r} (is --palette "
+                 f"right?), and" if share >= 50 else "")
+        raise ValueError(f"no patch kept out of {len(pairs)} scenes: {cause} every patch has less than --min_valid "
+                         f"({min_valid}) of valid (non-ignore) pixels")
     written.sort()
 
     stale = _stale_files(out_root, set(written), image_ext)
@@ -301,10 +312,11 @@ def prepare(images: str, masks: str | None, palette="dubai", fg_classes=("buildi
                     "--class_folders)", len(pairs), len(written), out_root, out_root)
     else:
         logger.info("%d scenes -> %d patches in %s (%d dropped below min_valid %.2f); unknown colour: %d pixels "
-                    "(%.2f %%) -> ignore", len(pairs), len(written), out_root, dropped, min_valid, unknown_total,
-                    share)
+                    "(%.2f %%) -> ignore; image no-data: %d pixels -> ignore", len(pairs), len(written), out_root,
+                    dropped, min_valid, unknown_total, share, nodata_total)
     return {"num_scenes": len(pairs), "num_patches": len(written), "num_dropped_min_valid": dropped,
-            "unknown_pixels": unknown_total, "total_pixels": total_pixels, "unknown_per_file": unknown_per_file,
+            "unknown_pixels": unknown_total, "nodata_pixels": nodata_total, "total_pixels": total_pixels,
+            "unknown_per_file": unknown_per_file,
             "names": written, "classes": classes, "out_root": out_root, "list_out": list_out,
             "classes_json": classes_json_path(out_root)}
 
@@ -334,8 +346,8 @@ def check_scenes(pairs: list[tuple[str, str, str | None]], palette, fg: list[str
                              f"{mask_file} is {mask.shape[1]}x{mask.shape[0]} (width x height)")
         label, n_unknown = decode_mask(mask, palette, fg)
         if label.size and n_unknown == label.size:
-            raise ValueError(f"mask {mask_file}: none of its colours/values belongs to palette {palette.name!r} "
-                             f"(is --palette right?)")
+            raise ValueError(f"mask {mask_file}: 100 % of its pixels have colours/values unknown to palette "
+                             f"{palette.name!r} (is --palette right?): {describe_unknown(mask, palette)}")
     if too_large:
         more = f" and {len(too_large) - 1} more" if len(too_large) > 1 else ""
         raise ValueError(f"without masks the images are kept whole, but {too_large[0]}{more} "
@@ -359,7 +371,7 @@ def _stale_files(out_root: str, names: set[str], image_ext: str) -> list[str]:
 # --- command line -------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0])
     src = parser.add_argument_group("sources")
     src.add_argument("--images", required=True, type=str, help="folder (recursive), file or glob of images")
     src.add_argument("--masks", default=None, type=str,
@@ -372,18 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--classes", default=None, type=str,
                      help="without --masks: the foreground class names, comma list (instead of --palette/--fg_classes)")
     tiling = parser.add_argument_group("tiling")
-    tiling.add_argument("--patch_size", default=256, type=int, help="0 = keep scenes whole")
-    tiling.add_argument("--stride", default=None, type=int, help="default: patch_size")
-    tiling.add_argument("--min_valid", default=0.5, type=float, help="min share of non-ignore pixels per patch")
+    tiling.add_argument("--patch_size", default=256, type=nonneg_int, help="0 = keep scenes whole")
+    tiling.add_argument("--stride", default=None, type=positive_int, help="default: patch_size")
+    tiling.add_argument("--min_valid", default=0.5, type=fraction, help="min share of non-ignore pixels per patch")
     tiling.add_argument("--tags_per_patch", default=False, type=str2bool, nargs="?", const=True,
                         help="without --masks: cut images larger than --patch_size anyway (you will tag each patch)")
     out = parser.add_argument_group("output")
     out.add_argument("--out_root", required=True, type=str, help="e.g. Dataset/dubai")
     out.add_argument("--list_out", default=None, type=str, help="list of all patch names, e.g. cdy12/dubai_all.txt")
-    out.add_argument("--image_ext", default="jpg", choices=("jpg", "png"))
+    out.add_argument("--image_ext", default="jpg", choices=("jpg", "png"), help="format of the image patches")
     out.add_argument("--clean", default=False, type=str2bool, nargs="?", const=True,
                      help="delete patch files of an earlier run that this run did not write")
-    out.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True)
+    out.add_argument("--quiet", default=False, type=str2bool, nargs="?", const=True, help="warnings only")
     return parser
 
 
@@ -397,8 +409,10 @@ def main(argv: list[str] | None = None) -> dict:
                        args.list_out, image_ext=args.image_ext, min_valid=args.min_valid, quiet=args.quiet,
                        image_suffix=args.image_suffix, mask_suffix=args.mask_suffix, clean=args.clean,
                        classes=args.classes.split(",") if args.classes else None, tags_per_patch=args.tags_per_patch)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: a read-only or full output folder (misc.io.WriteError)
         parser.exit(2, f"error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "interrupted (Ctrl-C); rerun the same command to prepare the data set again\n")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def image_path(voc12_root: str, name: str) -> str:
     for ext in IMAGE_EXTENSIONS:
         if os.path.isfile(base + ext):
             return base + ext
+    if not os.path.isdir(voc12_root):
+        raise FileNotFoundError(f"data folder {voc12_root} does not exist (--voc12_root)")
     raise FileNotFoundError(
         f"image {name!r} not found: no {base}{{{','.join(IMAGE_EXTENSIONS)}}} (is --voc12_root right?)")
 
@@ -83,6 +85,12 @@ def eval_json_path(out_dir: str, pass_name: str) -> str:
 
 def args_json_path(out_dir: str, pass_name: str) -> str:
     return os.path.join(out_dir, f"args_{pass_name}.json")
+
+
+def checkpoint_timings_path(weights_path: str) -> str:
+    """``<weights>.timings.json``: seconds per saved epoch of a training pass, kept out of the checkpoint itself so
+    that the same seed gives a byte-identical checkpoint."""
+    return f"{weights_path}.timings.json"
 
 
 def irn_boundary_overlay_path(irn_weights_name: str, name: str) -> str:

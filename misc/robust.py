@@ -27,8 +27,54 @@ log = logging.getLogger(__name__)
 ITEM_ERRORS = (OSError, ValueError, KeyError)
 
 # misc.io.atomic_path names its temporary files ".<stem>.<random>.tmp<ext>"
-_WHOLE_PASS = "_wsss_whole_pass"  # marks an exception that BadItems.guard must not skip
 _TEMP_FILE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
+_WHOLE_PASS = "_wsss_whole_pass"  # marks an exception that BadItems.guard must not skip
+ITEM_ATTR = "_wsss_item"  # the item an exception let through by BadItems.guard (no --skip_bad) belongs to
+
+# files decoded despite damage (libjpeg warnings), in this process: (path, reason); BadItems counts them per pass
+DAMAGED: list[tuple[str, str]] = []
+
+
+def note_damaged(path: str, reason: str) -> None:
+    """Log a warning naming a file that was decoded despite damage, and count it (see BadItems.log_summary)."""
+    DAMAGED.append((path, reason))
+    log.warning("%s: %s", path, reason)
+
+
+def pending_items(names: list[str], artifact_of, *, overwrite: bool, pass_name: str) -> list[str]:
+    """The names whose artifact (``artifact_of(name)``) is not complete yet; all of them under ``overwrite``.
+
+    An artifact counts as done only when :func:`misc.io.is_complete` says so (not merely when the file exists): an
+    empty or truncated file, e.g. from a full disk under an older version, is logged and redone.
+    """
+    from misc.io import is_complete
+
+    if overwrite:
+        return list(names)
+    todo, redo = [], []
+    for name in names:
+        path = artifact_of(name)
+        if not is_complete(path):
+            todo.append(name)
+            if os.path.exists(path):
+                redo.append(path)
+    if redo:
+        log.warning("%s: %d existing artifact(s) are empty or incomplete and are redone, e.g. %s", pass_name,
+                    len(redo), redo[0])
+    return todo
+
+
+def clean_training_outputs(weights_path: str, *folders: str) -> int:
+    """Rank 0 of a training pass, before it writes: remove the temporary files a killed run left of the checkpoint,
+    its timings sidecar and inside ``folders`` (e.g. the pass's overlay folder, recursively). Returns how many."""
+    from misc import artifacts
+
+    removed = remove_stale_temp_files_of(weights_path)
+    removed += remove_stale_temp_files_of(artifacts.checkpoint_timings_path(weights_path))
+    for folder in folders:
+        if os.path.isdir(folder):
+            removed += remove_stale_temp_files(folder)
+    return removed
 
 
 def remove_stale_temp_files(folder: str) -> int:
@@ -97,6 +143,7 @@ class BadItems:
         self.pass_name = pass_name
         self.skip_bad = bool(skip_bad)
         self.skipped: list[tuple[str, str]] = []  # (name, reason)
+        self._damaged_start = len(DAMAGED)
 
     @contextlib.contextmanager
     def guard(self, name: str) -> Iterator[None]:
@@ -104,7 +151,10 @@ class BadItems:
         try:
             yield
         except ITEM_ERRORS as err:
-            if not self.skip_bad or getattr(err, _WHOLE_PASS, False):
+            if getattr(err, _WHOLE_PASS, False):
+                raise
+            if not self.skip_bad:
+                setattr(err, ITEM_ATTR, name)  # run_sample's one-line error then mentions --skip_bad
                 raise
             self.record(name, describe(err))
 
@@ -128,8 +178,16 @@ class BadItems:
     def count(self) -> int:
         return len(self.skipped)
 
+    @property
+    def damaged(self) -> list[tuple[str, str]]:
+        """Files decoded despite damage (logged warnings) since this pass began, in this process."""
+        return DAMAGED[self._damaged_start:]
+
     def log_summary(self) -> None:
-        """Log the total (a warning when anything was skipped)."""
+        """Log the total (a warning when anything was skipped or decoded despite damage)."""
+        if self.damaged:
+            log.warning("%s: %d damaged file(s) decoded with warnings (first: %s); check them", self.pass_name,
+                        len(self.damaged), ", ".join(p for p, _ in self.damaged[:5]))
         if self.skipped:
             first = ", ".join(n for n, _ in self.skipped[:5])
             log.warning("%s: skipped %d bad item(s) under --skip_bad (first: %s); their artifacts are missing",

@@ -1,6 +1,8 @@
 """Seeds, devices, optimisers and self-describing checkpoints."""
 from __future__ import annotations
 
+import io
+import json
 import logging
 import math
 import os
@@ -10,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from misc.io import atomic_path
+from misc.io import atomic_path, save_json
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +115,69 @@ def check_finite(loss: torch.Tensor, *, where: str) -> None:
             f"input images for NaN/constant values")
 
 
+# metrics that measure the machine, not the model: kept out of the checkpoint's bytes (same seed -> same file) and
+# written to the timings sidecar instead (misc.artifacts.checkpoint_timings_path)
+TIMING_SUFFIX = "_seconds"
+
+
+def non_finite_entries(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(path: str, *, model: torch.nn.Module, args: Any, step: int, metrics: dict | None = None,
                     optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
-    """Write a self-describing checkpoint atomically: weights, the arguments that built the model, step, metrics."""
+    """Write a self-describing checkpoint atomically: weights, the arguments that built the model, step, metrics.
+
+    - Weights with NaN/inf are refused (FloatingPointError) before anything is written: the last good checkpoint
+      at ``path`` stays until a finite one replaces it.
+    - The file is serialised in memory and written with one checked write: a full disk is a :class:`WriteError`
+      naming ``path`` and the cause, never a half-written file or torch's "unexpected pos" message.
+    - Timings (metrics ending in ``_seconds``) go to ``<path>.timings.json``, not into the checkpoint, so the same
+      seed and inputs give a byte-identical checkpoint.
+    """
+    from misc import artifacts
+    from misc.io import write_bytes
+
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    bad = non_finite_entries(state)
+    if bad:
+        raise FloatingPointError(
+            f"not saving {path}: the weights hold NaN/inf ({len(bad)} tensor(s), first {bad[0]!r}) - the training "
+            f"diverged; the previous checkpoint at that path (if any) is kept. Lower the learning rate.")
+    metrics = dict(metrics or {})
+    timings = {k: metrics.pop(k) for k in list(metrics) if k.endswith(TIMING_SUFFIX)}
     payload = {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "args": vars(args) if not isinstance(args, dict) else dict(args),
         "step": int(step),
-        "metrics": dict(metrics or {}),
+        "metrics": metrics,
         "model_class": type(model).__name__,
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
     if extra:
         payload.update(extra)
+    buffer = io.BytesIO()  # in memory (deterministic archive name too), then one checked write
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        write_bytes(tmp, buffer.getbuffer(), final=path)
+    if timings:
+        _append_timings(artifacts.checkpoint_timings_path(path), int(step), payload.get("epoch"), timings)
+
+
+def _append_timings(path: str, step: int, epoch, timings: dict) -> None:
+    """Keep one row per saved checkpoint (rows of a later step, from a run that was resumed earlier, are dropped)."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = [r for r in json.load(f).get("checkpoints", []) if int(r.get("step", -1)) < step]
+    except (OSError, ValueError, AttributeError, TypeError):
+        rows = []
+    rows.append({"step": step, "epoch": epoch, **{k: round(float(v), 3) for k, v in timings.items()}})
+    save_json(path, {"checkpoints": rows})
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:

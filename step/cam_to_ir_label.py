@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from misc import artifacts, dist
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
 from misc.logutils import progress
-from misc.robust import ITEM_ERRORS, BadItems, describe, prepare_out_dir
+from misc.robust import ITEM_ERRORS, BadItems, describe, pending_items, prepare_out_dir
 from misc.visualize import cam_overlay, colorize_label, legend_entries, side_by_side
 
 log = logging.getLogger(__name__)
@@ -167,7 +166,8 @@ def run(args) -> None:
     if dist.is_main():
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
-    todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.ir_label_path(out_dir, n))]
+    todo = pending_items(mine, lambda n: artifacts.ir_label_path(out_dir, n), overwrite=args.overwrite,
+                         pass_name=PASS_NAME)
     no_background = background_free(args.voc12_root, args.background)
     rule = (f"background-free, margin {args.conf_margin:.2f}" if no_background
             else f"fg {args.conf_fg_thres:.2f} / bg {args.conf_bg_thres:.2f}")

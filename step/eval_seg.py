@@ -20,7 +20,7 @@ import torch
 from data.labels import ground_truth_available, load_class_names, read_checked_list
 from data.raster_io import read_image
 from misc import artifacts, dist
-from misc.io import save_args, save_json, save_png
+from misc.io import is_complete, save_args, save_json, save_png
 from misc.logutils import progress
 from misc.robust import prepare_out_dir
 from misc.sliding_window import predict_sliding
@@ -56,7 +56,7 @@ def run(args) -> None:
             if index % world != rank:  # round-robin shard, keeping the global index for the overlay count
                 continue
             done = artifacts.seg_pred_path(args.seg_out_dir, name)
-            if not args.overwrite and os.path.isfile(done) and os.path.getmtime(done) > weights_time:
+            if not args.overwrite and is_complete(done) and os.path.getmtime(done) > weights_time:
                 continue
             rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
             probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from misc import artifacts, dist
 from misc.cam import max_normalize
 from misc.io import save_args, save_npz, save_png
 from misc.logutils import progress
-from misc.robust import BadItems, prepare_out_dir
+from misc.robust import BadItems, pending_items, prepare_out_dir
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import cam_overlay, side_by_side
 from net.cam_net import CAMNet
@@ -108,10 +107,8 @@ def write_cam_overlay(out_dir: str, name: str, image: np.ndarray, keys: np.ndarr
 
 def pending_names(names: list[str], out_dir: str, overwrite: bool) -> list[str]:
     """This rank's names whose artifact is not there yet (all of them under --overwrite)."""
-    mine = dist.shard(names)
-    if overwrite:
-        return mine
-    return [n for n in mine if not os.path.isfile(artifacts.cam_path(out_dir, n))]
+    return pending_items(dist.shard(names), lambda n: artifacts.cam_path(out_dir, n), overwrite=overwrite,
+                         pass_name="cam")
 
 
 def start_cam_pass(args, pass_name: str):

@@ -31,7 +31,7 @@ from misc import artifacts, dist
 from misc.cam import cams_to_label
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
-from misc.robust import BadItems, prepare_out_dir
+from misc.robust import BadItems, pending_items, prepare_out_dir
 from misc.visualize import side_by_side
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ def run(args) -> None:
     overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
                                    args.cam_num_overlays)
     mine = dist.shard(names)
-    todo = mine if args.overwrite else [
-        n for n in mine if not os.path.isfile(artifacts.ins_seg_path(args.ins_seg_out_dir, n))]
+    todo = pending_items(mine, lambda n: artifacts.ins_seg_path(args.ins_seg_out_dir, n), overwrite=args.overwrite,
+                         pass_name="make_ins_seg")
     log.info("make_ins_seg: %d images to do (%d already done)", len(todo), len(mine) - len(todo))
     total = 0
     bad = BadItems("make_ins_seg", skip_bad=args.skip_bad)

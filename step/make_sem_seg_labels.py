@@ -35,7 +35,7 @@ from data.labels import background_free, load_class_names, overlay_sample, read_
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
-from misc.robust import BadItems, prepare_out_dir
+from misc.robust import BadItems, pending_items, prepare_out_dir
 from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
 from misc.visualize import label_overlay, legend_entries, side_by_side
@@ -159,7 +159,8 @@ def run(args) -> None:
     if dist.is_main():
         save_args(args, out_dir, PASS_NAME)
     mine = dist.shard(names)
-    todo = mine if args.overwrite else [n for n in mine if not os.path.isfile(artifacts.sem_seg_path(out_dir, n))]
+    todo = pending_items(mine, lambda n: artifacts.sem_seg_path(out_dir, n), overwrite=args.overwrite,
+                         pass_name=PASS_NAME)
     overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
                                    args.cam_num_overlays)
     log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f, "

@@ -46,9 +46,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from data.raster_io import TIFF_EXTS, read_image
+from data.raster_io import TIFF_EXTS, read_bands, read_image
 from misc import artifacts, dist
-from misc.io import atomic_path, save_args, save_png, save_text_lines
+from misc.io import atomic_path, is_complete, save_args, save_png, save_text_lines
 from misc.logutils import ProgressLog
 from misc.robust import BadItems, prepare_out_dir
 from misc.sliding_window import sliding_strips, window_starts
@@ -287,7 +287,8 @@ class SceneReader:
 
         factor = max(1, math.ceil(max(self.height, self.width) / STRETCH_SAMPLE_SIDE))
         shape = (3, max(1, self.height // factor), max(1, self.width // factor))
-        sample = self._src.read(indexes=self._bands, out_shape=shape, resampling=Resampling.nearest)
+        sample = read_bands(self._src, self.path, indexes=self._bands, out_shape=shape,
+                            resampling=Resampling.nearest)
         limits = np.stack([np.nanpercentile(b.astype(np.float32), [2, 98]) for b in sample])  # NaN: float no-data
         return np.nan_to_num(limits).astype(np.float32)
 
@@ -297,7 +298,8 @@ class SceneReader:
             return self._array[top:bottom]
         from rasterio.windows import Window
 
-        bands = self._src.read(indexes=self._bands, window=Window(0, top, self.width, bottom - top))  # (3, h, W)
+        bands = read_bands(self._src, self.path, indexes=self._bands,
+                           window=Window(0, top, self.width, bottom - top))  # (3, h, W)
         if self._stretch is not None:
             low, high = self._stretch[:, :1, None], self._stretch[:, 1:, None]  # (3, 1, 1)
             scale = np.where(high > low, 255.0 / np.maximum(high - low, 1e-12), 0.0).astype(np.float32)
@@ -552,7 +554,7 @@ def scene_done(out_dir: str, path: str, weights: str | None = None) -> bool:
     stem = os.path.splitext(os.path.basename(path))[0]
     classes = artifacts.scene_classes_path(out_dir, stem, tiff=path.lower().endswith(TIFF_EXTS))
     overlay = artifacts.scene_overlay_path(out_dir, stem)
-    if not (os.path.isfile(classes) and os.path.isfile(overlay)):
+    if not (is_complete(classes) and is_complete(overlay)):
         return False
     return weights is None or not os.path.isfile(weights) or os.path.getmtime(overlay) > os.path.getmtime(weights)
 

@@ -26,6 +26,7 @@ from misc import artifacts, dist
 from misc.affinity import AFF_RADIUS, affinity_edge_map, affinity_loss, feature_affinities
 from misc.io import save_args, save_png
 from misc.logutils import progress
+from misc.robust import clean_training_outputs
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
                              resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
 from misc.visualize import cam_overlay, side_by_side
@@ -112,6 +113,9 @@ def run(args) -> None:
     train_model = wrap_distributed(model, device)
 
     if dist.is_main():
+        # temp files of a run killed while saving the weights or writing the affinity overlays
+        clean_training_outputs(args.aff_weights_name,
+                               os.path.dirname(artifacts.aff_overlay_path(args.aff_weights_name, "x")))
         save_args(args, os.path.dirname(os.path.abspath(args.aff_weights_name)), "train_aff")
     for epoch in range(start_epoch, args.aff_num_epochs):
         dataset.set_epoch(epoch)

@@ -22,7 +22,7 @@ from data.labels import load_cls_labels, read_checked_list
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.robust import remove_stale_temp_files_of
+from misc.robust import clean_training_outputs
 from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
 from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
                              seed_epoch, wrap_distributed)
@@ -104,7 +104,7 @@ def run(args) -> None:
     train_model = wrap_distributed(model, device)
 
     if dist.is_main():
-        remove_stale_temp_files_of(args.cam_weights_name)  # left by a run killed while saving
+        clean_training_outputs(args.cam_weights_name)  # temp files left by a run killed while saving
         save_args(args, os.path.dirname(os.path.abspath(args.cam_weights_name)), "train_cam")
     metrics = {}
     for epoch in range(start_epoch, args.cam_num_epochs):

@@ -19,7 +19,7 @@ from data.labels import read_checked_list
 from misc import artifacts, dist
 from misc.io import save_args, save_png
 from misc.logutils import progress
-from misc.robust import remove_stale_temp_files_of
+from misc.robust import clean_training_outputs
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
                              resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
@@ -115,7 +115,9 @@ def run(args) -> None:
     train_model = wrap_distributed(model, device)
 
     if dist.is_main():
-        remove_stale_temp_files_of(args.irn_weights_name)  # left by a run killed while saving
+        # temp files of a run killed while saving the weights or writing the boundary overlays
+        clean_training_outputs(args.irn_weights_name,
+                               os.path.dirname(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "x")))
         save_args(args, os.path.dirname(os.path.abspath(args.irn_weights_name)), "train_irn")
     for epoch in range(start_epoch, args.irn_num_epochs):
         dataset.set_epoch(epoch)

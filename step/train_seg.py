@@ -22,7 +22,7 @@ from data.seg_dataset import SegmentationDataset
 from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.robust import remove_stale_temp_files_of
+from misc.robust import clean_training_outputs
 from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
                              seed_epoch, wrap_distributed)
 from net.seg_net import SegNet
@@ -77,7 +77,7 @@ def run(args) -> None:
     train_model = wrap_distributed(model, device)
 
     if dist.is_main():
-        remove_stale_temp_files_of(args.seg_weights_name)  # left by a run killed while saving
+        clean_training_outputs(args.seg_weights_name)  # temp files left by a run killed while saving
         save_args(args, os.path.dirname(os.path.abspath(args.seg_weights_name)), "train_seg")
     for epoch in range(start_epoch, args.seg_num_epochs):
         dataset.set_epoch(epoch)

@@ -46,7 +46,7 @@ from data.unlabeled_dataset import UnlabeledCropDataset
 from misc import dist
 from misc.io import save_args
 from misc.logutils import progress
-from misc.robust import remove_stale_temp_files_of
+from misc.robust import clean_training_outputs
 from misc.semi import (confident_pseudo_labels, ema_decay_at, ema_update, feature_matching_loss, gated_pseudo_labels,
                        one_hot_labels, set_requires_grad)
 from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
@@ -221,7 +221,7 @@ def run(args) -> None:
     elif args.resume:
         log.info("--resume: no checkpoint at %s yet, training from the start", args.semi_weights_name)
 
-    remove_stale_temp_files_of(args.semi_weights_name)  # left by a run killed while saving
+    clean_training_outputs(args.semi_weights_name)  # temp files left by a run killed while saving
     save_args(args, os.path.dirname(os.path.abspath(args.semi_weights_name)), "train_semi")
     for epoch in range(start_epoch, args.semi_num_epochs):
         seed_epoch(unlabeled_generator, args.seed + 1, epoch)  # order and dropout from (seed, epoch): exact --resume

@@ -1,5 +1,7 @@
 """Same inputs and --seed → identical artifacts on the CPU: train_cam + make_cam run twice into two folders give
-byte-identical CAMs, overlays and JSON (paths aside) and equal weights; another seed gives other weights."""
+byte-identical CAMs, overlays and JSON (paths aside) and equal weights; run twice into the same folder, even the
+checkpoint file is byte-identical (timings live in the sidecar, not in the weights file); another seed gives other
+weights."""
 import json
 import os
 
@@ -43,8 +45,8 @@ def test_same_seed_same_bytes(data):
     assert files == files_under(b)
     assert len([f for f in files if f.endswith(".npz")]) == 12 and "sess/cam.pth" in files
     for f in files:
-        if f == "log.log":
-            continue  # timestamps
+        if f == "log.log" or f.endswith(".timings.json"):
+            continue  # timestamps, seconds per epoch
         if f.endswith(".pth"):
             sa, sb = state_dict(a / f), state_dict(b / f)
             assert sa.keys() == sb.keys()
@@ -55,6 +57,20 @@ def test_same_seed_same_bytes(data):
             assert (a / f).read_text() == text_b, f
         else:
             assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_same_seed_same_checkpoint_bytes(data):
+    a = data["tmp"] / "run_a"
+    if not (a / "sess" / "cam.pth").exists():
+        train_and_make_cams(data, a, seed=5)
+    first = (a / "sess" / "cam.pth").read_bytes()
+    timings = json.loads((a / "sess" / "cam.pth.timings.json").read_text())
+    assert [row["epoch"] for row in timings["checkpoints"]] == [1, 2]
+    assert all(row["epoch_seconds"] > 0 for row in timings["checkpoints"])
+    ckpt = torch.load(a / "sess" / "cam.pth", map_location="cpu", weights_only=False)
+    assert "epoch_seconds" not in ckpt["metrics"] and "loss" in ckpt["metrics"]
+    train_and_make_cams(data, a, seed=5)  # again, same paths: every byte of the checkpoint is the same
+    assert (a / "sess" / "cam.pth").read_bytes() == first
 
 
 def test_another_seed_other_weights(data):

@@ -62,7 +62,7 @@ def test_two_process_ddp_train_cam_writes_one_checkpoint(data):
     torchrun(["--train_cam_pass", "True", "--voc12_root", data["root"], "--train_list", data["train"],
               "--cam_crop_size", "64", "--cam_batch_size", "2", "--cam_num_epochs", "1", "--device", "cpu",
               "--cam_weights_name", str(weights), "--log_name", str(data["tmp"] / "ddp"), "--quiet", "True"])
-    assert sorted(os.listdir(weights.parent)) == ["args_train_cam.json", "cam.pth"]  # rank 0 alone wrote
+    assert sorted(os.listdir(weights.parent)) == ["args_train_cam.json", "cam.pth", "cam.pth.timings.json"]  # rank 0
     ckpt = torch.load(weights, map_location="cpu", weights_only=False)
     # 12 images over 2 ranks, 2 per batch: 3 steps per rank and epoch (DDP keeps the ranks' weights equal)
     assert ckpt["epoch"] == 1 and ckpt["step"] == 3 and ckpt["kind"] == "cam"
