@@ -18,12 +18,12 @@ LISTS=$ROOT/lists
 START=$(date +%s)
 COMMON=(--voc12_root "$ROOT" --seed 0 --log_name result/demo
         --cam_weights_name sess/demo_cam.pth --irn_weights_name sess/demo_irn.pth --seg_weights_name sess/demo_seg.pth
-        --cam_scales 1.0,2.0 --cam_num_overlays 4 "$@")
+        --cam_num_overlays 4 "$@")
 
-echo "== 1. synthetic scenes -> $RAW; 128² patches and their image-level tags -> $ROOT"
+echo "== 1. synthetic scenes -> $RAW; 64² patches and their image-level tags -> $ROOT"
 $PY -m data.synthetic --out "$RAW" --num_tiles 3 --scenes_per_tile 3 --size 384 --seed 0
 $PY -m data.prepare --images "$RAW" --masks "$RAW" --palette dubai --fg_classes all \
-    --patch_size 128 --out_root "$ROOT" --list_out "$LISTS/all.txt" --clean --quiet
+    --patch_size 64 --out_root "$ROOT" --list_out "$LISTS/all.txt" --clean --quiet
 # land-cover tags: a class is "present" when it covers at least 2 % of the patch (nothing is dropped as ambiguous)
 $PY write_numpy.py --voc12_root "$ROOT" --list "$LISTS/all.txt" --pos_thres 0.02 --neg_thres 0.0199 \
     --out_list "$LISTS/tagged.txt" --out_pos_list "$LISTS/tagged_pos.txt"
@@ -35,16 +35,16 @@ T=(--train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt")
 
 echo "== 2. CAM classifier (multi-label, 5 classes) and CAMs"
 $PY run_sample.py "${COMMON[@]}" "${T[@]}" --train_cam_pass True --make_cam_pass True --eval_cam_pass True \
-    --cam_crop_size 128 --cam_batch_size 16 --cam_num_epochs 6 --cam_learning_rate 0.0005
+    --cam_crop_size 64 --cam_batch_size 16 --cam_num_epochs 6 --cam_learning_rate 0.0005
 
 echo "== 3. IR labels, IRN, random-walk pseudo masks"
 $PY run_sample.py "${COMMON[@]}" "${T[@]}" --cam_to_ir_label_pass True --train_irn_pass True \
-    --irn_batch_size 16 --irn_crop_size 128 --irn_num_epochs 4 --irn_learning_rate 0.1 \
+    --irn_batch_size 16 --irn_crop_size 64 --irn_num_epochs 4 --irn_learning_rate 0.1 \
     --make_sem_seg_pass True --eval_sem_seg_pass True
 
 echo "== 4. segmentation model on the pseudo masks, evaluated on held-out Tile 3; a predicted map; the report"
 $PY run_sample.py "${COMMON[@]}" "${T[@]}" --train_seg_pass True --eval_seg_pass True --seg_label_source pseudo \
-    --seg_val_list "$LISTS/test.txt" --seg_crop_size 128 --seg_batch_size 8 --seg_num_epochs 5
+    --seg_val_list "$LISTS/test.txt" --seg_crop_size 64 --seg_batch_size 16 --seg_num_epochs 5
 $PY run_sample.py "${COMMON[@]}" --predict_pass True --predict_input "$RAW/Tile 3/images/image_part_001.jpg" \
     --seg_out_dir result/map
 $PY run_sample.py "${COMMON[@]}" "${T[@]}" --report_pass True

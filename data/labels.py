@@ -90,7 +90,9 @@ def read_checked_list(path: str, voc12_root: str, *, cls_labels: dict | str | No
 
 def ground_truth_available(voc12_root: str, names: list[str], pass_name: str) -> bool:
     """Whether an eval pass can score ``names``: True when every one has a mask in SegmentationClassAug; False, with
-    one log line, when none has (a data set labelled by tags only: the pass skips); an error when only some have."""
+    one log line, when none has (a data set labelled by tags only: the pass skips); an error when only some have,
+    or when ``voc12_root`` itself does not exist (a wrong path is not a data set without masks)."""
+    require_data_root(voc12_root)
     have = [os.path.isfile(mask_path(voc12_root, n)) for n in names]
     if all(have):
         return True

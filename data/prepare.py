@@ -347,7 +347,7 @@ def check_scenes(pairs: list[tuple[str, str, str | None]], palette, fg: list[str
         label, n_unknown = decode_mask(mask, palette, fg)
         if label.size and n_unknown == label.size:
             raise ValueError(f"mask {mask_file}: 100 % of its pixels have colours/values unknown to palette "
-                             f"{palette.name!r} (is --palette right?): {describe_unknown(mask, palette)}")
+                             f"{palette.name!r}: {describe_unknown(mask, palette)} (is --palette right?)")
     if too_large:
         more = f" and {len(too_large) - 1} more" if len(too_large) > 1 else ""
         raise ValueError(f"without masks the images are kept whole, but {too_large[0]}{more} "

@@ -246,6 +246,6 @@ def test_help_states_the_ranges():
 
     text = " ".join(build_parser("run_sample.py").format_help().split())
     assert "train_cam: square training crop (px) (default: 256; > 0)" in text
-    assert "(default: 0.3; in [0, 1])" in text  # --conf_fg_thres
-    assert "(default: 1.0,0.5,1.5,2.0; comma list, each > 0)" in text  # --cam_scales, as it is typed
+    assert "(default: 0.5; in [0, 1])" in text  # --conf_fg_thres
+    assert "(default: 2.0,3.0; comma list, each > 0)" in text  # --cam_scales, as it is typed
     assert len(build_parser("run_sample.py").format_usage().splitlines()) == 1  # errors print a short usage

@@ -81,7 +81,7 @@ def test_a_bad_later_scene_leaves_no_partial_dataset(raw, tmp_path, damage):
         match = "size mismatch"
     else:
         cv2.imwrite(mask, np.full((64, 64, 3), 7, np.uint8))  # a colour no Dubai class has
-        match = "none of its colours"
+        match = "100 % of its pixels have colours"
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=match) as err:
         _prepare(copy, copy, out, list_out=str(tmp_path / "all.txt"))
