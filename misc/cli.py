@@ -119,6 +119,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--AD_coeff", "--ad_coeff", dest="AD_coeff", type=float, default=7.0)
     g.add_argument("--AD_stepsize", "--ad_stepsize", dest="AD_stepsize", type=float, default=0.08)
     g.add_argument("--score_th", type=float, default=0.6)
+    g.add_argument("--adv_engine", choices=("exact", "fast"), default="fast",
+                   help="fast: closed-form CAM-head gradient on a BN-folded copy that keeps only what the backward "
+                        "pass needs (same CAMs up to float32 rounding, less memory); exact: autograd through the "
+                        "network as trained")
 
     g = parser.add_argument_group("inter-pixel relation labels")
     g.add_argument("--conf_fg_thres", type=float, default=0.30)
