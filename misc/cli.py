@@ -176,6 +176,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--seg_head_channels", type=int, default=256, help="ASPP/decoder width of the segmentation net")
     g.add_argument("--seg_num_overlays", type=int, default=8, help="eval_seg: PNG overlays written")
     g.add_argument("--predict_batch_size", type=int, default=4, help="windows per forward pass")
+    g.add_argument("--predict_engine", choices=("exact", "fast", "onnx"), default="fast",
+                   help="exact: the network as trained; fast: BatchNorm folded into the convolutions (same logits "
+                        "up to float32 rounding); onnx: the folded network in ONNX Runtime, CPU only (optional: "
+                        "pip install onnxruntime onnx)")
     g.add_argument("--predict_building_class", default="building",
                    help="class whose footprints are vectorized to <stem>_buildings.geojson")
     g.add_argument("--predict_simplify", type=float, default=1.0, help="footprint simplification tolerance (px)")

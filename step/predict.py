@@ -43,6 +43,7 @@ from data.raster_io import TIFF_EXTS, read_image
 from misc import artifacts, dist
 from misc.io import atomic_path, save_args, save_png
 from misc.robust import BadItems, prepare_out_dir
+from misc.inference_engine import engine_model_fn
 from misc.sliding_window import sliding_strips
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import CLASS_COLORS, label_overlay
@@ -349,7 +350,7 @@ def run(args) -> None:
              ckpt.get("backbone"), class_names, args.predict_window, args.predict_overlap)
     if dist.is_main():
         save_args(args, args.seg_out_dir, "predict")
-    model_fn = make_model_fn(model)
+    model_fn = engine_model_fn(model, getattr(args, "predict_engine", "exact"))  # misc/inference_engine.py
     prepare_out_dir(args.seg_out_dir)
     mine = dist.shard(paths)
     todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p)]
