@@ -103,8 +103,11 @@ def _target_cams(logits: torch.Tensor, cams: torch.Tensor, targets: torch.Tensor
 
 
 def climb_network(model: nn.Module, engine: str = "fast") -> nn.Module:
-    """The network the climb runs on: ``model`` itself (``exact``) or its input-gradient copy (``fast``, built once
-    per model and reused: the copy shares nothing with ``model``, so re-call this after changing its weights)."""
+    """The network the climb runs on: ``model`` itself (``exact``) or its input-gradient copy (``fast``).
+
+    A copy that is already an input-gradient network is returned as it is, so build it once and pass the copy
+    around (as make_adv_cam does); the copy shares no tensors with ``model``, so rebuild it after changing weights.
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "exact" or getattr(model, "is_input_gradient_network", False):
