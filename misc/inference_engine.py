@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import warnings
 from typing import Callable
 
 import torch
@@ -77,7 +78,9 @@ class _OnnxRunner:
 
             path = os.path.join(self.folder.name, "x".join(map(str, shape)) + ".onnx")
             example = torch.zeros((1, *shape))
-            with torch.no_grad():
+            # the export traces one window shape (Lite0's TF-"same" padding becomes constants): expected, so quiet
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.onnx.export(self.model, (example,), path, input_names=["images"], output_names=["logits"],
                                   dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                                   dynamo=False)

@@ -76,6 +76,7 @@ def run(args) -> None:
     least_forwards = least_backwards = 0
     bad = BadItems("make_adv_cam", skip_bad=args.skip_bad)
     climber = climb_network(model, args.adv_engine)  # built once; "fast" is a folded copy of the model
+    del model  # the copy is all the pass needs: do not hold two sets of weights
     with input_gradients_only(climber):
         for name in progress(todo, desc="make_adv_cam"):
             with bad.guard(name):

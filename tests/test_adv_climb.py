@@ -297,8 +297,7 @@ def test_closed_form_feature_gradient_equals_autograd():
     assert torch.allclose(uniform, uniform[:, :, :1, :1].expand_as(uniform))
 
 
-@pytest.mark.parametrize("backbone, dtype", [("efficientnet_lite0", torch.float32),
-                                             ("efficientnet_lite0", torch.float64), ("resnet50", torch.float64)])
+@pytest.mark.parametrize("backbone, dtype", [("efficientnet_lite0", torch.float32), ("resnet50", torch.float64)])
 def test_input_gradient_network_matches_the_model(backbone, dtype):
     # float64 checks the algebra (BN folding, the flipped-kernel and matmul backwards, the 1-byte ReLU masks) to
     # round-off; float32 checks the fast kernels. (A random ResNet is too ill-conditioned for a float32 check: BN
@@ -309,7 +308,7 @@ def test_input_gradient_network_matches_the_model(backbone, dtype):
     fast = input_gradient_network(model, torch.rand(1, 3, 32, 32, dtype=dtype))
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.modules())
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())  # original untouched
-    image = random_image(32, 40).to(dtype)
+    image = random_image(32, 24).to(dtype)
     outs = []
     for net in (model, fast):
         x = image.clone().requires_grad_(True)
@@ -325,7 +324,7 @@ def test_input_gradient_network_matches_the_model(backbone, dtype):
 
 def test_fast_engine_matches_exact():
     model = tiny_cam_net(num_classes=2)
-    image = (random_image(40, 48).permute(0, 2, 3, 1)[0].numpy() * 255).astype(np.uint8)
+    image = (random_image(32, 32).permute(0, 2, 3, 1)[0].numpy() * 255).astype(np.uint8)
     keys = np.array([0, 1])
     out = {}
     for coeff in (0.0, 7.0):
