@@ -30,16 +30,17 @@ def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Con
     Watching one forward pass, instead of matching attribute names, finds the pairs of any backbone (ResNet's
     ``conv1``/``bn1``, ``downsample.0``/``.1``, Lite0's ``_expand_conv``/``_bn0``, ...).
     """
-    outputs: dict[int, nn.Conv2d] = {}
+    # the output tensors are kept alive until the pass ends, so that an id is never reused by another tensor
+    outputs: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
     pairs = []
     handles = []
 
     def conv_hook(module, _inputs, output):
-        outputs[id(output)] = module
+        outputs[id(output)] = (module, output)
 
     def bn_hook(module, inputs):
-        conv = outputs.get(id(inputs[0]))
-        if conv is not None:
+        conv, output = outputs.get(id(inputs[0]), (None, None))
+        if conv is not None and output is inputs[0]:
             pairs.append((conv, module))
 
     for module in model.modules():
@@ -68,8 +69,13 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
         example: a small input, e.g. (1, 3, 64, 64), used once to find which BN follows which convolution.
     Returns:
         The folded copy; the original is untouched. The folded BNs become ``nn.Identity``.
+    Raises:
+        RuntimeError: the folded copy's output on ``example`` differs from the original's (a folded convolution's
+            output was also read by something other than its BN).
     """
     folded = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        want = _tensors(folded(example))  # the unfolded copy's output, to check the folding against
     pairs = _conv_bn_pairs(folded, example)
     bn_ids = {id(bn) for _, bn in pairs}
     with torch.no_grad():
@@ -87,7 +93,25 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
         for name, child in list(parent.named_children()):
             if id(child) in bn_ids:
                 setattr(parent, name, nn.Identity())
+    # Folding assumes nothing but the BN reads the convolution's output (true of every network here); check it on
+    # the example rather than trust it.
+    with torch.no_grad():
+        got = _tensors(folded(example))
+    for w, g in zip(want, got):
+        scale = float(w.abs().max()) if w.numel() else 0.0
+        if w.shape != g.shape or (w - g).abs().max() > 1e-3 * scale + 1e-6:
+            raise RuntimeError("fold_batchnorm changed the network's output: a folded convolution's output must "
+                               "feed nothing but its BatchNorm")
     return folded
+
+
+def _tensors(output) -> list[torch.Tensor]:
+    """The tensors of a module's output (a tensor, or nested tuples / lists of them)."""
+    if isinstance(output, torch.Tensor):
+        return [output.float()]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _tensors(item)]
+    return []
 
 
 def _is_pointwise(weight: torch.Tensor, stride, padding, groups: int) -> bool:

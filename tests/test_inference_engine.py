@@ -73,3 +73,20 @@ def test_engines_match_exact(engine):
 def test_unknown_engine_is_an_error():
     with pytest.raises(ValueError, match="predict engine"):
         engine_model_fn(tiny_seg_net(), "turbo")
+
+
+def test_fold_batchnorm_refuses_a_convolution_read_elsewhere():
+    class Shared(torch.nn.Module):  # the conv output feeds its BN and a skip: folding would change the skip
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3).eval()
+            with torch.no_grad():
+                self.bn.running_var.fill_(4.0)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    with pytest.raises(RuntimeError, match="feed nothing but"):
+        fold_batchnorm(Shared(), torch.rand(1, 3, 8, 8))
