@@ -1,6 +1,11 @@
 """Benchmark AdvCAM (pass make_adv_cam) against plain multi-scale CAMs (pass make_cam), per image.
 
     python bench/bench_advcam.py --sizes 256,512 --num_images 2 --device cpu --threads 1
+    python bench/bench_advcam.py --engines exact,fast --repeats 2 --threads 1   # A/B, each run in a fresh process
+
+With several --engines (or --repeats > 1) every (size, engine) run is a fresh subprocess, interleaved
+(exact, fast, exact, fast, ...), so each peak RSS is its own and load drifts hit both engines alike; the report adds
+the largest CAM difference between the engines (same images, max-normalised as the artifact stores them).
 
 Seed settings by default (adv_iter 2, AD_coeff 7, AD_stepsize 0.08, score_th 0.6, scales 1.0,0.5,1.5,2.0) on a
 random-weight CAMNet, or on trained weights with --weights. Images are procedural aerial scenes (data/synthetic.py),
@@ -54,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", default="exact", choices=("exact", "fast"), help="AdvCAM engine (one run)")
+    parser.add_argument("--engines", default=None, help="comma list: A/B runs in fresh processes, interleaved")
+    parser.add_argument("--repeats", type=int, default=1, help="with --engines: runs per engine")
+    parser.add_argument("--skip_make_cam", action="store_true", help="time AdvCAM only")
+    parser.add_argument("--save_cams", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -81,8 +91,61 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def compare_engines(args, argv: list[str]) -> int:
+    """Run one fresh process per (repeat, engine), interleaved; print each JSON line and a summary."""
+    import subprocess
+    import tempfile
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    strip = {"--engines", "--repeats", "--engine"}
+    base, skip = [], False
+    for a in argv:  # the worker gets every option except the A/B ones
+        if skip:
+            skip = False
+            continue
+        if a in strip:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in strip:
+            continue
+        base.append(a)
+    runs: dict[str, list[dict]] = {e: [] for e in engines}
+    cams: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for i, engine in enumerate(engines):
+                cmd = [sys.executable, os.path.abspath(__file__), *base, "--engine", engine]
+                if repeat == 0:
+                    cams[engine] = os.path.join(tmp, f"{engine}.npz")
+                    cmd += ["--save_cams", cams[engine]]
+                if repeat > 0 or i > 0:
+                    cmd += ["--skip_make_cam"]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                line = done.stdout.strip().splitlines()[0]
+                print(line, flush=True)
+                runs[engine].append(json.loads(line))
+        ref = np.load(cams[engines[0]])
+        summary = {"bench": "advcam_engines", "load_avg": [round(v, 2) for v in os.getloadavg()], "rows": []}
+        for engine in engines:
+            other = np.load(cams[engine])
+            diff = max(float(np.abs(other[k] - ref[k]).max()) for k in ref.files)
+            for size in args.sizes:
+                rows = [r for run in runs[engine] for r in run["rows"] if r["size"] == size]
+                summary["rows"].append({
+                    "engine": engine, "size": size,
+                    "advcam_s_per_image_min": min(r["advcam_s_per_image"] for r in rows),
+                    "advcam_cpu_s_per_image_min": min(r["advcam_cpu_s_per_image"] for r in rows),
+                    "advcam_peak_mb_max": max(r["advcam_peak_mb"] for r in rows),
+                    "max_cam_diff_to_" + engines[0]: diff})
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.engines:
+        return compare_engines(args, argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -97,8 +160,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # warm-up (allocator, kernels, first-call overheads), untimed
     warm = generate_scene((min(args.sizes), min(args.sizes)), seed=args.seed)[0]
-    with input_gradients_only(model):
-        multiscale_adv_cams(model, warm, keys, (1.0,), **climb)
+    from misc.adv_climb import climb_network
+
+    build_start = time.perf_counter()
+    climber = climb_network(model, args.engine)  # the fast engine's folded copy, built once as the pass does
+    build_s = time.perf_counter() - build_start
+    with input_gradients_only(climber):
+        multiscale_adv_cams(climber, warm, keys, (1.0,), engine=args.engine, **climb)
+    saved = {}
 
     rows = []
     for size in sorted(args.sizes):
@@ -107,21 +176,23 @@ def main(argv: list[str] | None = None) -> int:
         sync(device)
         start, cpu_start = time.perf_counter(), cpu_seconds()
         with torch.inference_mode():
-            for image in images:
+            for image in ([] if args.skip_make_cam else images):
                 multiscale_cams(model, image, args.cam_scales)
         sync(device)
-        cam_s = (time.perf_counter() - start) / len(images)
-        cam_cpu = (cpu_seconds() - cpu_start) / len(images)
+        cam_s = (time.perf_counter() - start) / len(images) or float("nan")
+        cam_cpu = (cpu_seconds() - cpu_start) / len(images) or float("nan")
         cam_mem = peak_memory_mb(device)
 
         stats = ClimbStats()
         reset_peak(device)
         sync(device)
         start, cpu_start = time.perf_counter(), cpu_seconds()
-        with input_gradients_only(model):
-            for image in images:
-                multiscale_adv_cams(model, image, keys, args.cam_scales, stats=stats, **climb)
+        with input_gradients_only(climber):
+            for i, image in enumerate(images):
+                _, high = multiscale_adv_cams(climber, image, keys, args.cam_scales, stats=stats, engine=args.engine,
+                                              **climb)
                 stats.target_logits.clear()
+                saved[f"{size}_{i}"] = (high / high.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]).cpu().numpy()
         sync(device)
         adv_s = (time.perf_counter() - start) / len(images)
         adv_cpu = (cpu_seconds() - cpu_start) / len(images)
@@ -138,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         })
 
     report = {
-        "bench": "advcam", "device": str(device), "threads": torch.get_num_threads(), "cpu_malloc_tuned": malloc_tuned,
+        "bench": "advcam", "engine": args.engine, "engine_build_s": round(build_s, 3),
+        "load_avg": [round(v, 2) for v in os.getloadavg()], "device": str(device), "threads": torch.get_num_threads(), "cpu_malloc_tuned": malloc_tuned,
         "network": args.weights or f"random {args.backbone}", "num_classes": model.num_classes,
         "scales": list(args.cam_scales), "adv_iter": args.adv_iter, "AD_coeff": args.AD_coeff,
         "AD_stepsize": args.AD_stepsize, "score_th": args.score_th,
@@ -146,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     print(json.dumps(report))
+    if args.save_cams:
+        np.savez(args.save_cams, **saved)
     header = ("size", "make_cam s/img", "AdvCAM s/img", "ratio", "make_cam CPU s/img", "AdvCAM CPU s/img",
               "make_cam MB", "AdvCAM MB", "fwd/img (min)", "bwd/img (min)")
     print(" | ".join(header))

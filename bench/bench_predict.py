@@ -4,6 +4,7 @@
     python bench/bench_predict.py --size 10000                # 10⁸ px synthetic scene (tiled, deflate)
     python bench/bench_predict.py --size 10000 --height 1400  # a wide strip: memory that grows with the width
     python bench/bench_predict.py --scene my.tif --weights sess/seg.pth
+    python bench/bench_predict.py --size 2048 --threads 1 --engine onnx   # exact | fast | onnx
 
 Without --scene it writes a synthetic 3-band uint8 GeoTIFF (EPSG:32640, 0.5 m pixels, 512×512 deflate tiles) into a
 temporary folder, strip by strip so the writer itself stays small. Without --weights the network is a SegNet with
@@ -35,7 +36,9 @@ from rasterio.windows import Window  # noqa: E402
 
 from misc.torchutils import tune_cpu_allocator  # noqa: E402
 from net.seg_net import SegNet  # noqa: E402
-from step.predict import load_seg_model, make_model_fn, predict_scene  # noqa: E402
+from misc.inference_engine import conv_macs, engine_model_fn  # noqa: E402
+from misc.sliding_window import window_grid  # noqa: E402
+from step.predict import load_seg_model, predict_scene  # noqa: E402
 
 CRS_EPSG = 32640
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 2800000.0)
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--engine", default="exact", choices=("exact", "fast", "onnx"))
     parser.add_argument("--out", default=None, help="output folder (default: a temporary one, deleted)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -103,16 +107,36 @@ def main(argv: list[str] | None = None) -> int:
                            head_channels=args.head_channels).to(device).eval()
             class_names = ["background", "building"]
         out_dir = args.out or os.path.join(work, "out")
+        # the yardstick: the network's FLOPs per window and what this CPU reaches on a large matmul
+        macs = conv_macs(model, torch.zeros(1, 3, args.window, args.window, device=device))
+        a = torch.randn(2048, 2048, device=device)
+        a @ a
+        tic, cpu_tic = time.perf_counter(), time.process_time()
+        for _ in range(3):
+            a @ a
+        roof_gflops = 3 * 2 * 2048 ** 3 / 1e9 / max(time.process_time() - cpu_tic, 1e-9)
+        roof_wall_gflops = 3 * 2 * 2048 ** 3 / 1e9 / (time.perf_counter() - tic)
+        del a
+        model_fn = engine_model_fn(model, args.engine)
         rss_before = peak_rss_mb()
-        result = predict_scene(scene, out_dir, make_model_fn(model), class_names=class_names, window=args.window,
+        cpu_start = time.process_time()
+        result = predict_scene(scene, out_dir, model_fn, class_names=class_names, window=args.window,
                                overlap=args.overlap, batch_size=args.batch_size)
+        cpu_seconds = time.process_time() - cpu_start
+        with rasterio.open(scene) as src:
+            windows = len(window_grid(src.height, src.width, args.window, args.overlap))
         with rasterio.open(scene) as src, rasterio.open(result["classes"]) as out:
             georef_ok = (src.crs == out.crs and src.transform == out.transform
                          and (src.width, src.height) == (out.width, out.height))
         summary = {
             "scene": scene if args.scene else f"synthetic {args.size}x{args.height or args.size} (WxH)",
-            "pixels": result["pixels"], "seconds": round(result["seconds"], 2),
-            "mpx_per_s": round(result["pixels"] / 1e6 / result["seconds"], 4),
+            "engine": args.engine, "pixels": result["pixels"], "seconds": round(result["seconds"], 2),
+            "cpu_seconds": round(cpu_seconds, 2), "mpx_per_s": round(result["pixels"] / 1e6 / result["seconds"], 4),
+            "mpx_per_cpu_s": round(result["pixels"] / 1e6 / cpu_seconds, 4),
+            "gmac_per_window": round(macs / 1e9, 3), "matmul_roof_gflops_per_cpu_s": round(roof_gflops, 1),
+            "matmul_roof_gflops_wall": round(roof_wall_gflops, 1),
+            "windows": windows, "network_gflops_per_cpu_s": round(windows * 2 * macs / 1e9 / cpu_seconds, 1),
+            "load_avg": [round(v, 2) for v in os.getloadavg()],
             "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_predict_mb": round(rss_before, 1),
             "cpu_malloc_tuned": malloc_tuned,
             "footprints": result["num_footprints"], "crs_transform_preserved": georef_ok,

@@ -27,6 +27,18 @@ g_n = dJ/dx_n = std ⊙ dJ/dx, the [0, 1] update is ``AD_stepsize · std ⊙ g_n
 0.5 = 0.04 for EfficientNet-Lite0, 0.08 × ~0.226 ≈ 0.018 for ResNet-50). The clamp keeps every pixel value within
 the original image's [min, max] in [0, 1] units (the reference clamps to that range in normalised units, one scalar
 range for all channels).
+
+Two engines compute the same climb (tests/test_adv_climb.py compares them):
+
+* ``exact``: autograd through the whole CAM network, as written above (the reference).
+* ``fast`` (:func:`climb_network` + ``closed_form=True``): the classifier is a 1×1 convolution W (K, C) over the last
+  features f, so the objective's gradient w.r.t. f has a closed form and only the backbone needs a backward pass.
+  With raw = W·f (K, h, w), logits = mean_hw(raw), s_j = +1 for j = c and -1 otherwise, and
+  r = sign(merged - init) ⊙ M (and its flip for the flipped copy):
+      dJ/df = (Σ_j s_j W_j) / (h·w)  -  AD_coeff · W_c ⊗ (r ⊙ [raw_c > 0])              (C, h, w) per copy
+  The backbone is :func:`misc.engine.input_gradient_network`'s copy (BN folded into the convolutions, convolutions
+  that keep nothing for the backward pass, 1-byte ReLU masks): the same function up to float32 rounding, ~40 % less
+  memory, and a little less time. The number of passes is the same minimum.
 """
 from __future__ import annotations
 
@@ -35,7 +47,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+ENGINES = ("exact", "fast")
 
 
 @dataclass
@@ -87,9 +102,55 @@ def _target_cams(logits: torch.Tensor, cams: torch.Tensor, targets: torch.Tensor
     return target_logit, cam[:k] + cam[k:].flip(-1)
 
 
+def climb_network(model: nn.Module, engine: str = "fast") -> nn.Module:
+    """The network the climb runs on: ``model`` itself (``exact``) or its input-gradient copy (``fast``).
+
+    A copy that is already an input-gradient network is returned as it is, so build it once and pass the copy
+    around (as make_adv_cam does); the copy shares no tensors with ``model``, so rebuild it after changing weights.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "exact" or getattr(model, "is_input_gradient_network", False):
+        return model
+    from misc.engine import input_gradient_network
+
+    device = next(model.parameters()).device
+    fast = input_gradient_network(model, torch.rand(1, 3, 64, 64, device=device))
+    fast.is_input_gradient_network = True
+    return fast
+
+
+def objective_feature_gradient(weight: torch.Tensor, feats: torch.Tensor, raw: torch.Tensor, targets: torch.Tensor,
+                               restrict: torch.Tensor | None, ad_coeff: float) -> torch.Tensor:
+    """dJ/df in closed form for a CAM head ``raw = W · f`` (1×1 convolution without bias), J summed over copies.
+
+    Args:
+        weight: (K, C) classifier weight W.
+        feats: (B, C, h, w) the features f (only its shape, dtype and memory layout are used).
+        raw: (B, K, h, w) W · f, before the ReLU.
+        targets: (B,) the class c each copy climbs.
+        restrict: (B, h, w) d restrict / d CAM_c per copy (sign(merged - init) ⊙ M, flipped for flipped copies), or
+            None when the restriction has no gradient (t = 0).
+    Returns:
+        (B, C, h, w) float, dJ/df with J = Σ_copies (logit_c - Σ_{j≠c} logit_j) - ad_coeff · restrict.
+    """
+    batch, _, h, w = feats.shape
+    signs = -torch.ones(batch, weight.shape[0], dtype=weight.dtype, device=weight.device)  # (B, K)
+    signs[torch.arange(batch, device=weight.device), targets] = 1.0
+    uniform = (signs @ weight) / (h * w)  # (B, C): d(Σ_j s_j mean(raw_j)) / df at every pixel
+    grad = uniform[:, :, None, None].expand(batch, -1, h, w)
+    if restrict is not None:
+        rows = torch.arange(batch, device=raw.device)
+        passes = raw[rows, targets] > 0  # (B, h, w): ReLU' of the target CAM
+        local = torch.where(passes, restrict, torch.zeros_like(restrict))  # (B, h, w)
+        grad = grad - ad_coeff * weight[targets][:, :, None, None] * local[:, None]  # (B, C, h, w)
+    return grad.contiguous(memory_format=torch.channels_last) if feats.is_contiguous(
+        memory_format=torch.channels_last) else grad.contiguous()
+
+
 def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor, *, adv_iter: int, ad_coeff: float,
                       ad_stepsize: float, score_th: float, grow_mask: bool = True,
-                      stats: ClimbStats | None = None) -> torch.Tensor:
+                      stats: ClimbStats | None = None, closed_form: bool = False) -> torch.Tensor:
     """Accumulated CAMs of the present classes over the adversarial iterates of one image at one scale.
 
     Args:
@@ -104,6 +165,8 @@ def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor,
         score_th: M takes the regions above ``score_th`` × the CAM's maximum.
         grow_mask: M is the union over the iterates (True) or the current iterate's regions only (False).
         stats: optional counters / traces to fill in.
+        closed_form: take dJ/df in closed form (:func:`objective_feature_gradient`) and back-propagate through the
+            backbone only; needs ``model.features`` and a bias-free 1×1 ``model.classifier``.
 
     Returns:
         (k, h, w) float32: Σ_{t=0..T} (CAM_c(x_t) + flip(CAM_c(flip x_t))), before normalisation.
@@ -130,6 +193,12 @@ def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor,
             stats.cams.append(merged.detach())
         return merged.float()
 
+    weight = None
+    if closed_form:
+        head = getattr(model, "classifier", None)
+        if not isinstance(head, nn.Conv2d) or head.kernel_size != (1, 1) or head.bias is not None:
+            raise ValueError("closed_form needs a CAM head model.classifier = Conv2d(C, K, 1, bias=False)")
+        weight = head.weight.detach()[:, :, 0, 0]  # (K, C)
     low, high = image.min(), image.max()  # the climb never leaves the original value range
     std = model.std.to(image.device, image.dtype)  # (1, 3, 1, 1)
     step = ad_stepsize * std
@@ -145,7 +214,13 @@ def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor,
             if not last:
                 x.requires_grad_(True)
             with torch.no_grad() if last else contextlib.nullcontext():
-                logits, cams = model.forward_with_cams(x)  # (2k, K), (2k, K, h, w)
+                if closed_form and not last:
+                    feats = model.features(x)[-1]  # (2k, C, h, w), with the graph through the backbone
+                    with torch.no_grad():
+                        raw = F.conv2d(feats, weight[:, :, None, None])  # (2k, K, h, w)
+                    logits, cams = raw.mean(dim=(2, 3)), torch.relu(raw)
+                else:
+                    logits, cams = model.forward_with_cams(x)  # (2k, K), (2k, K, h, w)
             stats.forwards += 1
             target_logit, merged = _target_cams(logits, cams, targets, k)  # (2k,), (k, h, w)
             merged_now = merged.detach()
@@ -164,11 +239,20 @@ def adversarial_climb(model: nn.Module, image: torch.Tensor, keys: torch.Tensor,
             if stats.keep_cams:
                 stats.masks.append(mask)
 
-            # the objective of every copy; summed, since copies are independent in the batch
-            climb = 2 * target_logit.sum() - logits.sum()  # Σ_copies logit_c - Σ_{j≠c} logit_j
-            restrict = ((merged - init).abs() * mask).sum()
-            objective = climb - ad_coeff * restrict
-            (grad,) = torch.autograd.grad(objective, x)  # (2k, 3, H, W), w.r.t. the [0, 1] input
+            if closed_form:
+                # d restrict / d CAM_c: sign(merged - init) ⊙ M for the image copies, flipped back for the flip copies
+                # (zero at t = 0, where merged == init)
+                local = None if t == 0 else torch.sign(merged_now - init) * mask  # (k, h, w)
+                local = None if local is None else torch.cat([local, local.flip(-1)])  # (2k, h, w)
+                grad_f = objective_feature_gradient(weight, feats, raw, targets, local, ad_coeff)
+                (grad,) = torch.autograd.grad(feats, x, grad_outputs=grad_f)  # (2k, 3, H, W)
+                del feats, grad_f
+            else:
+                # the objective of every copy; summed, since copies are independent in the batch
+                climb = 2 * target_logit.sum() - logits.sum()  # Σ_copies logit_c - Σ_{j≠c} logit_j
+                restrict = ((merged - init).abs() * mask).sum()
+                objective = climb - ad_coeff * restrict
+                (grad,) = torch.autograd.grad(objective, x)  # (2k, 3, H, W), w.r.t. the [0, 1] input
             stats.backwards += 1
 
             grad_n = (grad * std).view(2, k, *grad.shape[1:])  # w.r.t. the normalised input, (2, k, 3, H, W)

@@ -240,6 +240,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="step size of each climbing step on the image")
     g.add_argument("--score_th", type=fraction, default=0.6,
                    help="restricting mask: CAM pixels above this share of the maximum are kept from growing")
+    g.add_argument("--adv_engine", choices=("exact", "fast"), default="fast",
+                   help="fast: closed-form CAM-head gradient on a BN-folded copy that keeps only what the backward "
+                        "pass needs (same CAMs up to float32 rounding, less memory); exact: autograd through the "
+                        "network as trained")
 
     g = parser.add_argument_group("inter-pixel relation labels")
     g.add_argument("--threshold_list", default=None,
@@ -328,6 +332,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
           help="eval_seg/predict: average the logits of the image and its horizontal and vertical flips (3x the time)")
     g.add_argument("--seg_num_overlays", type=nonneg_int, default=8, help="eval_seg: PNG overlays written")
     g.add_argument("--predict_batch_size", type=positive_int, default=4, help="windows per forward pass")
+    g.add_argument("--predict_engine", choices=("exact", "fast", "onnx"), default="fast",
+                   help="exact: the network as trained; fast: BatchNorm folded into the convolutions (same logits "
+                        "up to float32 rounding); onnx: the folded network in ONNX Runtime, CPU only (optional: "
+                        "pip install onnxruntime onnx)")
     g.add_argument("--predict_building_class", default="building",
                    help="class whose footprints are vectorized to <stem>_buildings.geojson")
     g.add_argument("--predict_simplify", type=nonneg_float, default=1.0,

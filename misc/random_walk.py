@@ -20,8 +20,10 @@ Memory is linear in the pixels: the graph is stored as one weight map (H, W) per
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -106,16 +108,40 @@ def transition_degree(offsets: list[tuple[int, int]], weights: torch.Tensor) -> 
     return degree
 
 
-def propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch.Tensor, n_iter: int) -> torch.Tensor:
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: torch.device) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads (None, or a non-CPU device: leave torch's setting)."""
+    saved = torch.get_num_threads()
+    change = threads is not None and device.type == "cpu" and threads != saved
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(saved)
+
+
+def propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch.Tensor, n_iter: int, *,
+              threads: int | None = 1) -> torch.Tensor:
     """Apply the row-normalised transition ``P = D⁻¹ A`` ``n_iter`` times: ``x ← P x``.
 
     Args:
         cams: (C, H, W) float maps to propagate (any number of channels; all share the graph).
         offsets, weights: from :func:`boundary_affinities` (weights (n_offsets, H, W)).
         n_iter: number of transition steps (IRN: ``2 ** exp_times``).
+        threads: CPU intra-op threads for the loop (None: torch's setting). The loop is ~70 small memory-bound
+            multiply-adds per step; a second OpenMP thread on a shared 2-core machine made it 10× slower in CPU
+            time and 5-10× in wall time (BENCHMARKS.md), so one thread is the default. Ignored on CUDA.
     Returns:
         (C, H, W) float32 on ``cams.device``. Memory: the weights plus four (C, H, W)-sized buffers.
     """
+    with cpu_threads(threads, cams.device):
+        return _propagate(cams, offsets, weights, n_iter)
+
+
+def _propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch.Tensor, n_iter: int
+               ) -> torch.Tensor:
     if cams.dim() != 3 or cams.shape[-2:] != weights.shape[-2:]:
         raise ValueError(f"cams (C, H, W) {tuple(cams.shape)} and weights (n, H, W) {tuple(weights.shape)} "
                          f"must share H, W")
@@ -125,8 +151,11 @@ def propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch
     weights = weights.to(device=cams.device, dtype=torch.float32)
     inv_degree = transition_degree(offsets, weights).reciprocal_()  # (H, W)
     pad = _max_shift(offsets)
-    # Padded weights so that the mirrored weight at p, stored at p - o, is a plain slice (a view, no copy).
+    # Padded weights so that the mirrored weight at p, stored at p - o, is a plain slice (a view, no copy). Both
+    # directions read this one padded copy (not ``weights`` and the copy): half the bytes streamed per step, which
+    # sets the pace of this memory-bound loop (-15 to -25 % CPU time at 512², see BENCHMARKS.md).
     w_padded = F.pad(weights, (pad, pad, pad, pad))  # (n_offsets, H + 2 pad, W + 2 pad)
+    del weights
     # Two padded ping-pong buffers; the zero frame is never written, so off-image neighbours contribute nothing
     # (their weights are 0 anyway).
     current = F.pad(cams.float(), (pad, pad, pad, pad))  # (C, H + 2 pad, W + 2 pad)
@@ -136,7 +165,8 @@ def propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch
         inner.copy_(current[:, pad: pad + height, pad: pad + width])  # self-loop, weight 1
         for o, (dy, dx) in enumerate(offsets):
             # p ← p + o, weight stored at p
-            inner.addcmul_(weights[o], current[:, pad + dy: pad + dy + height, pad + dx: pad + dx + width])
+            inner.addcmul_(w_padded[o, pad: pad + height, pad: pad + width],
+                           current[:, pad + dy: pad + dy + height, pad + dx: pad + dx + width])
             # p ← p - o, weight stored at p - o
             inner.addcmul_(w_padded[o, pad - dy: pad - dy + height, pad - dx: pad - dx + width],
                            current[:, pad - dy: pad - dy + height, pad - dx: pad - dx + width])
@@ -146,7 +176,8 @@ def propagate(cams: torch.Tensor, offsets: list[tuple[int, int]], weights: torch
 
 
 def random_walk(cams: torch.Tensor, boundary: torch.Tensor, *, beta: float = 10.0, exp_times: int = 8,
-                radius: int = 5, tile_size: int | None = None, tile_halo: int = 128) -> torch.Tensor:
+                radius: int = 5, tile_size: int | None = None, tile_halo: int = 128,
+                threads: int | None = 1) -> torch.Tensor:
     """IRN's ``propagate_to_edge``: remove activations on boundaries, then walk ``2 ** exp_times`` steps.
 
     Args:
@@ -156,6 +187,7 @@ def random_walk(cams: torch.Tensor, boundary: torch.Tensor, *, beta: float = 10.
         tile_size: walk windows of ``tile_size``² pixels (plus ``tile_halo`` context on each side) one at a time when
             the map is larger, to bound memory on huge scenes. A window's edge acts as a closed boundary, so this is an
             approximation for pixels whose walk would reach farther than the halo; None walks the whole map at once.
+        threads: CPU threads for the walk (see :func:`propagate`).
     Returns:
         (C, H, W) float32 on ``cams.device``.
     """
@@ -170,14 +202,14 @@ def random_walk(cams: torch.Tensor, boundary: torch.Tensor, *, beta: float = 10.
     n_iter = 2 ** exp_times
     if tile_size is None or (height <= tile_size and width <= tile_size):
         offsets, weights = boundary_affinities(boundary, radius=radius, beta=beta)
-        return propagate(seeds, offsets, weights, n_iter)
+        return propagate(seeds, offsets, weights, n_iter, threads=threads)
     out = torch.empty_like(seeds)
     for top in range(0, height, tile_size):
         for left in range(0, width, tile_size):
             y0, x0 = max(0, top - tile_halo), max(0, left - tile_halo)
             y1, x1 = min(height, top + tile_size + tile_halo), min(width, left + tile_size + tile_halo)
             offsets, weights = boundary_affinities(boundary[y0:y1, x0:x1], radius=radius, beta=beta)
-            walked = propagate(seeds[:, y0:y1, x0:x1], offsets, weights, n_iter)
+            walked = propagate(seeds[:, y0:y1, x0:x1], offsets, weights, n_iter, threads=threads)
             bottom, right = min(height, top + tile_size), min(width, left + tile_size)
             out[:, top:bottom, left:right] = walked[:, top - y0: bottom - y0, left - x0: right - x0]
             del weights, walked

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from data.labels import load_class_names
 from misc import artifacts, dist
-from misc.adv_climb import ClimbStats, adversarial_climb, input_gradients_only, minimum_passes
+from misc.adv_climb import ClimbStats, adversarial_climb, climb_network, input_gradients_only, minimum_passes
 from misc.logutils import progress
 from misc.robust import BadItems
 from net.cam_net import CAMNet
@@ -33,11 +33,14 @@ log = logging.getLogger(__name__)
 
 def multiscale_adv_cams(model: CAMNet, image: np.ndarray, keys: np.ndarray, scales: tuple[float, ...], *,
                         adv_iter: int, ad_coeff: float, ad_stepsize: float, score_th: float, grow_mask: bool = True,
-                        stats: ClimbStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        stats: ClimbStats | None = None, engine: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
     """AdvCAM maps summed over scales (and the flip), before normalisation: make_cam.multiscale_cams' counterpart.
 
     image: uint8 (H, W, 3); keys: (k,) int64 present classes. Returns (K, ceil(H/4), ceil(W/4)) and (K, H, W) float32
     tensors on the model's device, zero for the classes not in ``keys``. No present class: zeros, no forward pass.
+    engine: ``exact`` (autograd through ``model``) or ``fast`` (closed-form head gradient on
+    :func:`misc.adv_climb.climb_network`'s copy; pass that copy as ``model`` to build it only once). Scales that
+    round to the same size are climbed once.
     """
     device = next(model.parameters()).device
     h, w = image.shape[:2]
@@ -48,11 +51,16 @@ def multiscale_adv_cams(model: CAMNet, image: np.ndarray, keys: np.ndarray, scal
         return strided_total, high_total
     keys_t = torch.as_tensor(keys, dtype=torch.long, device=device)
     x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+    climber = climb_network(model, engine)
+    done: dict[tuple[int, int], torch.Tensor] = {}
     for scale in scales:
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if scale != 1 else x
-        cams = adversarial_climb(model, xs, keys_t, adv_iter=adv_iter, ad_coeff=ad_coeff, ad_stepsize=ad_stepsize,
-                                 score_th=score_th, grow_mask=grow_mask, stats=stats)[None]  # (1, k, h', w')
+        if size not in done:  # the climb is deterministic: a repeated size would give the same CAMs
+            xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if size != (h, w) else x
+            done[size] = adversarial_climb(climber, xs, keys_t, adv_iter=adv_iter, ad_coeff=ad_coeff,
+                                           ad_stepsize=ad_stepsize, score_th=score_th, grow_mask=grow_mask,
+                                           stats=stats, closed_form=engine == "fast")[None]  # (1, k, h', w')
+        cams = done[size]
         strided_total[keys_t] += F.interpolate(cams, size=stride4_size(h, w), mode="bilinear", align_corners=False)[0]
         high_total[keys_t] += F.interpolate(cams, size=(h, w), mode="bilinear", align_corners=False)[0]
     return strided_total, high_total
@@ -63,19 +71,21 @@ def run(args) -> None:
 
     names, cls_labels, model, overlay_names, todo = start_cam_pass(args, "make_adv_cam")
     log.info("make_adv_cam: %d images to do (%d already done), scales %s, adv_iter %d, AD_coeff %g, AD_stepsize %g "
-             "(normalised units), score_th %g", len(todo), len(dist.shard(names)) - len(todo), args.cam_scales,
-             args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th)
+             "(normalised units), score_th %g, engine %s", len(todo), len(dist.shard(names)) - len(todo),
+             args.cam_scales, args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th, args.adv_engine)
     stats = ClimbStats()
     least_forwards = least_backwards = 0
     bad = BadItems("make_adv_cam", skip_bad=args.skip_bad)
-    with input_gradients_only(model):
+    climber = climb_network(model, args.adv_engine)  # built once; "fast" is a folded copy of the model
+    del model  # the copy is all the pass needs: do not hold two sets of weights
+    with input_gradients_only(climber):
         for name in progress(todo, desc="make_adv_cam"):
             with bad.guard(name):
                 keys = present_classes(cls_labels, name)
                 image = read_image(artifacts.image_path(args.voc12_root, name))
                 strided, high = multiscale_adv_cams(
-                    model, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
-                    ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats)
+                    climber, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
+                    ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats, engine=args.adv_engine)
                 stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
                 fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
                 least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd

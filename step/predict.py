@@ -51,6 +51,7 @@ from misc import artifacts, dist
 from misc.io import atomic_path, is_complete, save_args, save_png, save_text_lines
 from misc.logutils import ProgressLog
 from misc.robust import BadItems, prepare_out_dir
+from misc.inference_engine import engine_model_fn
 from misc.sliding_window import sliding_strips, window_starts
 from misc.torchutils import load_checkpoint, load_weights
 from misc.visualize import CLASS_COLORS, label_overlay
@@ -527,7 +528,7 @@ def run(args) -> None:
         remove_maps_of_other_weights(args.seg_out_dir, paths, args.seg_weights_name)
         save_args(args, args.seg_out_dir, "predict")
     dist.barrier()
-    model_fn = make_model_fn(model)
+    model_fn = engine_model_fn(model, getattr(args, "predict_engine", "exact"))  # misc/inference_engine.py
     if args.seg_tta:
         from misc.tta import flip_tta
 

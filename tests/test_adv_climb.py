@@ -3,6 +3,7 @@ artifact contract, and the pass count is the algorithm's minimum. Tiny random ne
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 import numpy as np
@@ -216,3 +217,124 @@ def test_cuda_matches_cpu():
     on_gpu, stats = climb(model.to("cuda"), image.to("cuda"), [0, 1], **kwargs)
     assert on_gpu.device.type == "cuda" and (stats.forwards, stats.backwards) == (3, 2)
     assert torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-2, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The fast engine (closed-form head gradient on misc.engine's input-gradient copy) against the exact one
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class LinearCAMNet(torch.nn.Module):
+    """CAMs that are the image itself: f = x (stride 1, C = 3), raw = W · f, logits = mean(raw); the logits of
+    every image the network sees are recorded. Small enough to work the climb out by hand."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.classifier = torch.nn.Conv2d(3, weight.shape[0], 1, bias=False)
+        with torch.no_grad():
+            self.classifier.weight.copy_(weight[:, :, None, None])
+        self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        self.num_classes = weight.shape[0]
+        self.seen: list[torch.Tensor] = []
+
+    def features(self, x):
+        self.seen.append(self.classifier(x.detach()).mean(dim=(2, 3)))
+        return [x]
+
+    def forward_with_cams(self, x):
+        raw = self.classifier(self.features(x)[-1])
+        return raw.mean(dim=(2, 3)), torch.relu(raw)
+
+
+@pytest.mark.parametrize("closed_form", [False, True])
+def test_other_class_term_lowers_the_other_logit_by_hand(closed_form):
+    # K = 2, both present. Class 0 reads channel 0, class 1 channel 1, so for the copy climbing class 0
+    # dJ/dx = (W_0 - W_1) / (H·W) = (+1, -1, 0) / 16 at every pixel: one step of 0.1 (std = 1, max-normalised)
+    # adds 0.1 to channel 0 and takes 0.1 from channel 1, clamped to the image's range [0.1, 0.9].
+    model = LinearCAMNet(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    image = torch.empty(1, 3, 4, 4)
+    image[0, 0], image[0, 1], image[0, 2] = 0.3, 0.7, 0.5
+    image[0, 0, 0, 0], image[0, 1, 0, 0] = 0.9, 0.1  # the range's ends: they cannot move further
+    with input_gradients_only(model):
+        adversarial_climb(model, image, torch.tensor([0, 1]), adv_iter=1, ad_coeff=7.0, ad_stepsize=0.1,
+                          score_th=0.6, closed_form=closed_form)
+    start, end = model.seen  # (2k, K) each; copies: image→0, image→1, flip→0, flip→1
+    # climbing 0: logit_0 = mean(channel 0): (15·0.3 + 0.9)/16 → (15·0.4 + 0.9)/16 (0.9 is clamped at the top),
+    # logit_1: (15·0.7 + 0.1)/16 → (15·0.6 + 0.1)/16 (0.1 at the bottom)
+    assert start[0].tolist() == pytest.approx([5.4 / 16, 10.6 / 16])
+    assert end[0].tolist() == pytest.approx([6.9 / 16, 9.1 / 16])  # climbing 0 lowers the other class's logit
+    # climbing 1: the range's ends move inwards too (0.9 → 0.8, 0.1 → 0.2)
+    assert end[1].tolist() == pytest.approx([(15 * 0.2 + 0.8) / 16, (15 * 0.8 + 0.2) / 16])
+    assert torch.allclose(end[2:], end[:2])  # the flipped copies climb the same way
+
+
+def test_closed_form_feature_gradient_equals_autograd():
+    from misc.adv_climb import objective_feature_gradient
+
+    gen = torch.Generator().manual_seed(0)
+    k, num_classes, channels, h, w = 2, 3, 5, 6, 7
+    weight = torch.randn(num_classes, channels, generator=gen)
+    targets = torch.tensor([2, 0, 2, 0])  # copies: image→2, image→0, flip→2, flip→0
+    feats = torch.randn(2 * k, channels, h, w, generator=gen).requires_grad_(True)
+    init = torch.rand(k, h, w, generator=gen) * 3
+    mask = torch.rand(k, h, w, generator=gen) > 0.5
+    ad_coeff = 7.0
+    # the exact path's objective, through autograd
+    raw = torch.einsum("kc,bchw->bkhw", weight, feats)
+    logits, cams = raw.mean(dim=(2, 3)), torch.relu(raw)
+    rows = torch.arange(2 * k)
+    target_cam = cams[rows, targets]
+    merged = target_cam[:k] + target_cam[k:].flip(-1)
+    objective = 2 * logits[rows, targets].sum() - logits.sum() - ad_coeff * ((merged - init).abs() * mask).sum()
+    (want,) = torch.autograd.grad(objective, feats)
+    local = torch.sign(merged.detach() - init) * mask
+    got = objective_feature_gradient(weight, feats.detach(), raw.detach(), targets,
+                                     torch.cat([local, local.flip(-1)]), ad_coeff)
+    assert mask.any() and (raw > 0).any() and (raw < 0).any()
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    # without the restriction (t = 0) only the logit part is left: the same at every pixel
+    uniform = objective_feature_gradient(weight, feats.detach(), raw.detach(), targets, None, ad_coeff)
+    assert torch.allclose(uniform, uniform[:, :, :1, :1].expand_as(uniform))
+
+
+@pytest.mark.parametrize("backbone, dtype", [("efficientnet_lite0", torch.float32), ("resnet50", torch.float64)])
+def test_input_gradient_network_matches_the_model(backbone, dtype):
+    # float64 checks the algebra (BN folding, the flipped-kernel and matmul backwards, the 1-byte ReLU masks) to
+    # round-off; float32 checks the fast kernels. (A random ResNet is too ill-conditioned for a float32 check: BN
+    # folding's 1e-7 round-off flips a few ReLUs near 0 in layer3 and moves its input gradient by ~1 %.)
+    from misc.engine import input_gradient_network
+
+    model = tiny_cam_net(num_classes=2, backbone=backbone).to(dtype)
+    fast = input_gradient_network(model, torch.rand(1, 3, 32, 32, dtype=dtype))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())  # original untouched
+    image = random_image(32, 24).to(dtype)
+    outs = []
+    for net in (model, fast):
+        x = image.clone().requires_grad_(True)
+        with input_gradients_only(net):
+            logits, cams = net.forward_with_cams(x)
+            (grad,) = torch.autograd.grad(logits.sum() + cams.sum(), x)
+        outs.append((logits, cams, grad))
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for want, got in zip(*outs):
+        assert want.abs().max() > 0
+        assert (got - want).abs().max() <= tol * want.abs().max()
+
+
+def test_fast_engine_matches_exact():
+    model = tiny_cam_net(num_classes=2)
+    image = (random_image(32, 32).permute(0, 2, 3, 1)[0].numpy() * 255).astype(np.uint8)
+    keys = np.array([0, 1])
+    out = {}
+    for coeff in (0.0, 7.0):
+        for engine in ("exact", "fast"):
+            stats = ClimbStats()
+            with input_gradients_only(model):
+                _, high = multiscale_adv_cams(model, image, keys, (1.0, 0.5, 1.0), adv_iter=2, ad_coeff=coeff,
+                                              ad_stepsize=0.08, score_th=0.6, stats=stats, engine=engine)
+            # scale 1.0 twice: climbed once; 2 sizes × (3 forwards, 2 backwards)
+            assert (stats.forwards, stats.backwards) == (6, 4)
+            out[coeff, engine] = high / high.flatten(1).amax(1)[:, None, None]
+        assert (out[coeff, "fast"] - out[coeff, "exact"]).abs().max() < 1e-3
+    assert (out[0.0, "exact"] - out[7.0, "exact"]).abs().max() > 1e-2  # the restriction did change the CAMs

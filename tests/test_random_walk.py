@@ -205,3 +205,19 @@ def test_pseudo_mask_normalisations_on_a_flat_cam(normalization, expected):
     with pytest.raises(ValueError, match="normalization"):
         pseudo_mask(cams, np.array([0]), boundary, (48, 40), bg_threshold=0.3, beta=10, exp_times=3,
                     normalization="mean")
+
+
+def test_walk_threads_setting_is_scoped_and_does_not_change_the_result():
+    gen = torch.Generator().manual_seed(3)
+    boundary = torch.rand(24, 20, generator=gen) * 0.3
+    cams = torch.rand(2, 24, 20, generator=gen)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = random_walk(cams, boundary, exp_times=4, threads=1)
+        assert torch.get_num_threads() == 2  # restored after the walk
+        default = random_walk(cams, boundary, exp_times=4, threads=None)
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.allclose(one, default, rtol=1e-5, atol=1e-6)
+    assert (one - cams * (1 - boundary)).abs().max() > 1e-3  # the walk did move mass
