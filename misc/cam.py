@@ -24,6 +24,28 @@ def fuse_scales(cams: list[torch.Tensor], size_hw: tuple[int, int]) -> torch.Ten
     return total
 
 
+CLASS_SCALES = ("max", "mean")
+
+
+def scale_classes(maps, mode: str):
+    """Per-class scaling of the present classes' maps (k, ...) before a background-free argmax.
+
+    ``max``: as given (make_cam's maps each peak at 1). ``mean``: each map divided by its mean over the image, so a
+    class is compared with the others by how far it stands above its own average: a peaky class (a few strong roofs)
+    is no longer outvoted everywhere else by broad ones (land, road). Works on numpy arrays and torch tensors.
+    """
+    if mode == "max":
+        return maps
+    if mode != "mean":
+        raise ValueError(f"class scale {mode!r}: choose one of {CLASS_SCALES}")
+    if len(maps) == 0:
+        return maps
+    axes = tuple(range(1, maps.ndim))
+    if isinstance(maps, np.ndarray):
+        return maps / (maps.mean(axis=axes, keepdims=True) + 1e-5)
+    return maps / (maps.mean(dim=axes, keepdim=True) + 1e-5)
+
+
 def cams_to_label(high_res: np.ndarray, keys: np.ndarray, bg_threshold: float) -> np.ndarray:
     """Class-index map (H, W) uint8 from max-normalised CAMs (k, H, W) of the present classes ``keys``.
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from data.labels import background_free, ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
-from misc.cam import cams_to_label
+from misc.cam import cams_to_label, scale_classes
 from misc.io import load_npz, load_png, save_args, save_json
 from misc.logutils import progress
 from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
@@ -39,7 +39,7 @@ def load_ground_truth(voc12_root: str, name: str, shape: tuple[int, int]) -> np.
 
 
 def sweep_cams(cam_dir: str, voc12_root: str, names: list[str], num_classes: int,
-               thresholds: tuple[float, ...]) -> np.ndarray:
+               thresholds: tuple[float, ...], class_scale: str = "max") -> np.ndarray:
     """Confusion matrices (T, C, C) of CAM labels at each background threshold, summed over ``names``."""
     conf = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
     for name in progress(names, desc="eval_cam"):
@@ -47,7 +47,8 @@ def sweep_cams(cam_dir: str, voc12_root: str, names: list[str], num_classes: int
         # high_res is (k, H, W); with no class present k = 0 but H, W are still there
         gt = load_ground_truth(voc12_root, name, cam["high_res"].shape[-2:])
         for t, thr in enumerate(thresholds):
-            conf[t] += confusion_matrix(cams_to_label(cam["high_res"], cam["keys"], thr), gt, num_classes)
+            maps = scale_classes(cam["high_res"], class_scale) if not np.isfinite(thr) else cam["high_res"]
+            conf[t] += confusion_matrix(cams_to_label(maps, cam["keys"], thr), gt, num_classes)
     return conf
 
 
@@ -88,7 +89,8 @@ def run(args) -> None:
         thresholds = (args.cam_eval_thres,)
     else:
         thresholds = DEFAULT_SWEEP
-    conf = sweep_cams(args.cam_out_dir, args.voc12_root, names, len(class_names), thresholds)
+    conf = sweep_cams(args.cam_out_dir, args.voc12_root, names, len(class_names), thresholds,
+                      class_scale=args.class_scale)
     result = best_of_sweep(conf, thresholds, class_names)
     result["num_images"] = len(names)
     save_json(artifacts.eval_json_path(args.cam_out_dir, "eval_cam"), result)

@@ -36,6 +36,7 @@ from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
 from misc.robust import BadItems, pending_items, prepare_out_dir
+from misc.cam import scale_classes
 from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
 from misc.visualize import label_overlay, legend_entries, side_by_side
@@ -51,7 +52,7 @@ RW_NORMALIZATIONS = ("max", "none", "local")
 
 
 def _walk_to_mask(walk, cams: torch.Tensor, keys: np.ndarray, image_hw: tuple[int, int], *, bg_threshold: float,
-                  cam_power: float, normalization: str) -> tuple[np.ndarray, torch.Tensor]:
+                  cam_power: float, normalization: str, class_scale: str = "max") -> tuple[np.ndarray, torch.Tensor]:
     """Walk the CAMs with ``walk`` ((C, h, w) → (C, h, w)) and threshold them into a pseudo mask.
 
     normalization: what the walked scores are divided by before the background threshold: ``max`` their overall
@@ -68,14 +69,17 @@ def _walk_to_mask(walk, cams: torch.Tensor, keys: np.ndarray, image_hw: tuple[in
         walked = walked[:-1] / walked[-1:].clamp_min(1e-6)
     else:
         walked = walk(seeds)
-    label = label_from_random_walk(walked, keys, image_hw, bg_threshold=bg_threshold,
+    # background-free (bg_threshold -inf): the argmax compares the classes after --class_scale
+    scored = scale_classes(walked, class_scale) if bg_threshold == float("-inf") else walked
+    label = label_from_random_walk(scored, keys, image_hw, bg_threshold=bg_threshold,
                                    normalize=normalization == "max")
     return label, walked
 
 
 def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
                 bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                radius: int = RW_RADIUS, normalization: str = "max") -> tuple[np.ndarray, torch.Tensor]:
+                radius: int = RW_RADIUS, normalization: str = "max", class_scale: str = "max"
+                ) -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and boundary map.
 
     Args:
@@ -90,7 +94,7 @@ def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, im
                            tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)
 
     return _walk_to_mask(walk, cams, keys, image_hw, bg_threshold=bg_threshold, cam_power=cam_power,
-                         normalization=normalization)
+                         normalization=normalization, class_scale=class_scale)
 
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
@@ -212,7 +216,7 @@ def run(args) -> None:
                         label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
                                             (h, w), bg_threshold=bg_threshold, beta=args.beta,
                                             exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
-                                            normalization=args.rw_normalize)
+                                            normalization=args.rw_normalize, class_scale=args.class_scale)
                         boundary = boundary_t.float().cpu().numpy()
                 if name in overlay_names:  # before the pseudo mask: the mask marks the item done
                     gt_path = artifacts.mask_path(args.voc12_root, name)

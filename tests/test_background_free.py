@@ -107,3 +107,32 @@ def test_background_mode_resolution(tmp_path):
     assert not background_free(str(tmp_path), "threshold")
     with pytest.raises(ValueError, match="--background"):
         background_free(str(tmp_path), "maybe")
+
+
+def test_mean_class_scale_by_hand():
+    from misc.cam import scale_classes
+
+    # a peaky class (1 at one pixel, 0.1 elsewhere: mean 0.325) against a broad one (0.5 everywhere: mean 0.5)
+    peaky = np.array([[1.0, 0.1], [0.1, 0.1]], np.float32)
+    broad = np.full((2, 2), 0.5, np.float32)
+    maps = np.stack([peaky, broad])
+    keys = np.array([0, 1])
+    assert cams_to_label(maps, keys, float("-inf")).tolist() == [[1, 2], [2, 2]]  # max: broad wins 3 pixels
+    scaled = scale_classes(maps, "mean")
+    assert scaled[0, 0, 0] == pytest.approx(1.0 / 0.325, rel=1e-4) and scaled[1, 0, 0] == pytest.approx(1.0, rel=1e-4)
+    torch_scaled = scale_classes(torch.from_numpy(maps), "mean")
+    assert torch.allclose(torch_scaled, torch.from_numpy(scaled))
+    with pytest.raises(ValueError, match="class scale"):
+        scale_classes(maps, "median")
+
+
+def test_mean_class_scale_changes_the_argmax():
+    from misc.cam import scale_classes
+
+    a = np.array([[0.9, 0.6, 0.05, 0.05]], np.float32)  # peaky: mean 0.4
+    b = np.array([[1.0, 0.8, 0.8, 0.8]], np.float32)  # broad: mean 0.85
+    maps = np.stack([a, b])  # (2, 1, 4)
+    keys = np.array([0, 1])
+    assert cams_to_label(maps, keys, float("-inf")).tolist() == [[2, 2, 2, 2]]  # as written, the broad class wins
+    # divided by the means: a → 2.25, 1.5, 0.125, 0.125; b → 1.18, 0.94, 0.94, 0.94
+    assert cams_to_label(scale_classes(maps, "mean"), keys, float("-inf")).tolist() == [[1, 1, 2, 2]]
