@@ -1,7 +1,6 @@
 """Bad input, nothing lost: every user mistake ends in one line "error: ..." naming the file and the problem (exit
 status 2, the traceback only in the log file), and under --skip_bad a bad tile is skipped, logged and counted while
 the others are processed."""
-import logging
 import os
 import shutil
 
@@ -23,15 +22,6 @@ def data(tmp_path_factory):
     d["cam_weights"] = make_cam_checkpoint(str(tmp / "sess" / "cam.pth"))
     return d
 
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    """run_sample.main binds its log handlers to this test's captured stderr: drop them afterwards."""
-    yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 def copy_root(data, tmp_path) -> str:

@@ -1,6 +1,5 @@
 """The bad-input table: each row is a command (run in-process), the exit code it must end with and a fragment its
 one-line error must contain; plus the command-line papercuts (help everywhere, no abbreviations, Ctrl-C)."""
-import logging
 import os
 import shutil
 
@@ -62,14 +61,6 @@ def world(tmp_path_factory):
     (tmp / "afile").write_text("a file, not a folder")
     return d
 
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 RUN = ["--quiet", "True", "--device", "cpu", "--log_name", "{tmp}/log", "--cam_num_overlays", "0",

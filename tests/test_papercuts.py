@@ -2,7 +2,6 @@
 write_numpy --train_list, list typos reported up front, overlay titles and legends."""
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 
@@ -19,14 +18,6 @@ from misc.visualize import CLASS_COLORS, IGNORE_COLOR, legend_entries, side_by_s
 from step.cam_to_ir_label import write_ir_overlay
 from tests.tiny_data import make_cam_checkpoint, make_dataset
 
-
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,6 @@ def data(tmp_path_factory):
     return d
 
 
-@pytest.fixture(autouse=True)
-def fresh_logging():
-    yield
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
