@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted([ROOT / "demo.sh", *(ROOT / "bench").glob("*.sh"), ROOT / ".ci" / "run"])
+SCRIPTS = sorted([ROOT / "demo.sh", ROOT / "run_recipe.sh", *(ROOT / "bench").glob("*.sh"), ROOT / ".ci" / "run"])
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -76,3 +76,20 @@ def test_pseudo_label_quality_background_free_by_hand(tmp_path):
     assert q["a_precision"] == pytest.approx(1 / 2) and q["a_recall"] == pytest.approx(1 / 2)
     assert q["b_precision"] == pytest.approx(1 / 2) and q["b_recall"] == pytest.approx(1 / 2)
     assert q["c_precision"] == pytest.approx(1.0) and q["c_recall"] == pytest.approx(1 / 2)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    ([], "--images is required"),
+    (["--images", "nowhere_at_all", "--masks", "x", "--test", "a"], "does not exist"),
+    (["--images", ".", "--test", "a"], "give --masks DIR or --tags FILE"),
+    (["--images", ".", "--masks", ".", "--tags", "t.csv", "--test", "a"], "not both"),
+    (["--images", ".", "--masks", "."], "--test is required"),
+    (["--bogus"], "unknown option --bogus"),
+])
+def test_run_recipe_refuses_bad_arguments_before_running_anything(tmp_path, argv, fragment):
+    """run_recipe.sh checks its arguments up front: exit 2 and one line, nothing written."""
+    result = subprocess.run(["bash", str(ROOT / "run_recipe.sh"), *argv, "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert not (tmp_path / "out").exists()
