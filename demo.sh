@@ -20,7 +20,7 @@ LISTS=$ROOT/lists
 START=$(date +%s)
 COMMON=(--voc12_root "$ROOT" --seed 0 --log_name result/demo
         --cam_weights_name sess/demo_cam.pth --irn_weights_name sess/demo_irn.pth --seg_weights_name sess/demo_seg.pth
-        --cam_num_overlays 4 "$@")
+        --cam_num_overlays 4 --overwrite True "$@")  # a rerun recomputes everything (no stale items)
 
 echo "== 1. synthetic scenes -> $RAW; 64² patches and their image-level tags -> $ROOT"
 $PY -m data.synthetic --out "$RAW" --num_tiles 3 --scenes_per_tile 3 --size 384 --seed 0
