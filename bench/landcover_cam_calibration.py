@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.labels import load_class_names, load_cls_labels, read_name_list  # noqa: E402
 from data.raster_io import read_image  # noqa: E402
 from misc import artifacts  # noqa: E402
+from misc.cam import scale_classes  # noqa: E402
 from misc.io import load_png  # noqa: E402
 from misc.metrics import confusion_matrix, scores_from_confusion  # noqa: E402
 
@@ -36,14 +37,11 @@ VARIANTS = ("max", "raw", "mean")
 
 def scaled(high: torch.Tensor, variant: str) -> torch.Tensor:
     """(k, H, W) non-negative CAMs of the present classes, scaled per class for the argmax."""
-    flat = high.flatten(1)
-    if variant == "max":
-        return high / (flat.max(dim=1)[0][:, None, None] + 1e-5)
-    if variant == "mean":
-        return high / (flat.mean(dim=1)[:, None, None] + 1e-5)
     if variant == "raw":
         return high
-    raise ValueError(f"unknown variant {variant!r}")
+    if variant == "max":  # what make_cam writes
+        return high / (high.flatten(1).max(dim=1)[0][:, None, None] + 1e-5)
+    return scale_classes(high, variant)  # "mean", as --class_scale mean does
 
 
 def argmax_label(high: torch.Tensor, keys: np.ndarray, variant: str) -> np.ndarray:

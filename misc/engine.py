@@ -24,6 +24,16 @@ from torch import nn
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
+def run_with_hooks(model: nn.Module, example: torch.Tensor, handles: list) -> None:
+    """One no-grad forward of ``example`` through ``model``, then remove the hook ``handles`` (also on error)."""
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm]]:
     """(conv, bn) pairs where the BN's input is exactly the convolution's output, found by running ``example``.
 
@@ -48,12 +58,7 @@ def _conv_bn_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Con
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             handles.append(module.register_forward_pre_hook(bn_hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_with_hooks(model, example, handles)
     # a conv reused before several BNs (or a BN after several convs) cannot be folded into one of them
     convs = [id(c) for c, _ in pairs]
     bns = [id(b) for _, b in pairs]

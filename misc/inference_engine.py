@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from misc.engine import fold_batchnorm
+from misc.engine import fold_batchnorm, run_with_hooks
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,7 @@ def conv_macs(model: nn.Module, example: torch.Tensor) -> int:
 
     handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_with_hooks(model, example, handles)
     return total[0]
 
 
