@@ -46,6 +46,22 @@ def scale_classes(maps, mode: str):
     return maps / (maps.mean(dim=axes, keepdim=True) + 1e-5)
 
 
+def comparable_scores(maps: np.ndarray, mode: str) -> np.ndarray:
+    """Present classes' maps (k, H, W) scaled by --class_scale and brought back into [0, 1], for margins.
+
+    The background-free argmax compares the classes after :func:`scale_classes`; the IR labels' "unsure" margin
+    (best − second best) must be taken on the same scores, or the argmax and the margin disagree about which class
+    is ahead. ``mean`` scores are in units of each class's image mean, so they are divided by their largest value
+    in the image: the argmax is unchanged and a margin in [0, 1] keeps its meaning. ``max`` maps are returned as
+    given (each already peaks at 1).
+    """
+    scored = scale_classes(np.asarray(maps, np.float32), mode)
+    if mode == "max" or scored.size == 0:
+        return scored
+    peak = float(scored.max())
+    return scored / peak if peak > 0 else scored
+
+
 def cams_to_label(high_res: np.ndarray, keys: np.ndarray, bg_threshold: float) -> np.ndarray:
     """Class-index map (H, W) uint8 from max-normalised CAMs (k, H, W) of the present classes ``keys``.
 

@@ -7,7 +7,8 @@ With background (``--background threshold``) a pixel is a confident class where 
 --conf_fg_thres, confident background where no CAM exceeds --conf_bg_thres (both after the CRF), unsure between.
 Background-free data (``--background none``, or ``auto`` with ``background_free`` in classes.json) has no background
 to be confident about: a pixel is its best class where that class's CAM beats the second-best present class's by at
-least --conf_margin and the CRF keeps it; unsure otherwise. An image with a single present class is that class
+least --conf_margin and the CRF keeps it; unsure otherwise. The classes are compared as eval_cam and make_sem_seg
+compare them (--class_scale; misc.cam.comparable_scores keeps the scores in [0, 1]). An image with a single present class is that class
 everywhere (its tags say nothing else is there).
 
 Writes: <ir_label_out_dir>/<name>.png  uint8: 1..K confident class, 0 confident background, 255 unsure;
@@ -25,6 +26,7 @@ import numpy as np
 
 from data.labels import background_free, load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
+from misc.cam import comparable_scores
 from misc.crf import crf_inference_label
 from misc.io import load_npz, save_args, save_png
 from misc.logutils import progress
@@ -81,13 +83,14 @@ def make_ir_label(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, 
 
 
 def make_ir_label_background_free(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *, conf_margin: float,
-                                  use_crf: bool = True, **crf_kwargs) -> np.ndarray:
+                                  class_scale: str = "max", use_crf: bool = True, **crf_kwargs) -> np.ndarray:
     """IR label of one image of background-free data: the best present class where it is clear, else unsure.
 
     Args:
         image: uint8 (H, W, 3).
         high_res: (k, H, W) float max-normalised CAMs of the present classes ``keys`` ((k,) 0-based).
         conf_margin: a pixel is confident where (best CAM - second-best CAM) >= this; with k = 1 every pixel is.
+        class_scale: how the classes are compared (misc.cam.comparable_scores), as in eval_cam and make_sem_seg.
         use_crf: also require that misc.crf.crf_inference_label (``crf_kwargs`` go to it) keeps the argmax class.
     Returns:
         (H, W) uint8: 1..K confident class, 255 unsure (never 0: there is no background).
@@ -104,7 +107,7 @@ def make_ir_label_background_free(image: np.ndarray, high_res: np.ndarray, keys:
     if len(keys) == 1:
         label[:] = lookup[0]
         return label
-    scores = high_res.astype(np.float32)
+    scores = comparable_scores(high_res, class_scale)
     index = np.argmax(scores, axis=0)  # (H, W) into keys
     top2 = np.partition(scores, -2, axis=0)[-2:]  # (2, H, W): second best, best
     confident = (top2[1] - top2[0]) >= conf_margin
@@ -135,7 +138,8 @@ def _process(task: tuple[str, dict]) -> str:
         raise ValueError(f"{artifacts.cam_path(cfg['cam_out_dir'], name)}: CAM is {cam['high_res'].shape[-2:]} but "
                          f"the image is {image.shape[:2]} (stale --cam_out_dir?)")
     if cfg["background_free"]:
-        label = make_ir_label_background_free(image, cam["high_res"], cam["keys"], conf_margin=cfg["conf_margin"])
+        label = make_ir_label_background_free(image, cam["high_res"], cam["keys"], conf_margin=cfg["conf_margin"],
+                                               class_scale=cfg["class_scale"])
     else:
         label = make_ir_label(image, cam["high_res"], cam["keys"], conf_fg_thres=cfg["conf_fg_thres"],
                               conf_bg_thres=cfg["conf_bg_thres"])
@@ -169,13 +173,14 @@ def run(args) -> None:
     todo = pending_items(mine, lambda n: artifacts.ir_label_path(out_dir, n), overwrite=args.overwrite,
                          pass_name=PASS_NAME)
     no_background = background_free(args.voc12_root, args.background)
-    rule = (f"background-free, margin {args.conf_margin:.2f}" if no_background
+    rule = (f"background-free, margin {args.conf_margin:.2f} on {args.class_scale}-scaled maps" if no_background
             else f"fg {args.conf_fg_thres:.2f} / bg {args.conf_bg_thres:.2f}")
     log.info("%s: %d images of --train_list to do (%d already done), %s", PASS_NAME, len(todo),
              len(mine) - len(todo), rule)
     cfg = {"cam_out_dir": args.cam_out_dir, "voc12_root": args.voc12_root, "ir_label_out_dir": out_dir,
            "conf_fg_thres": args.conf_fg_thres, "conf_bg_thres": args.conf_bg_thres,
            "background_free": no_background, "conf_margin": args.conf_margin,
+           "class_scale": args.class_scale,
            "overlay": frozenset(overlay_sample(
                names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad,
            "class_names": load_class_names(args.voc12_root)}

@@ -3,7 +3,8 @@
 No ground truth is needed (misc/thresholds.py): with a background class, Otsu's cut t of the pooled strongest-CAM
 scores of the images with a present class is the CAM / pseudo-mask background threshold, and halfway into each side
 gives --conf_fg_thres and --conf_bg_thres. Background-free data needs no background threshold; its IR labels'
---conf_margin is Otsu's cut of the (best − second-best) CAM margins of the images with two or more present classes.
+--conf_margin is Otsu's cut of the (best − second-best) CAM margins of the images with two or more present classes,
+on the --class_scale scores that cam_to_ir_label compares.
 With --threshold_list (a handful of tiles that do have masks, e.g. the 3 labelled images of seed 004's study) the
 background threshold is instead the best of eval_cam's sweep on those tiles alone.
 
@@ -22,15 +23,17 @@ from data.labels import background_free, load_class_names, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, save_args, save_json
 from misc.logutils import progress
+from misc.cam import comparable_scores
 from misc.thresholds import ir_thresholds, otsu_from_histogram, score_histogram, side_means
 
 log = logging.getLogger(__name__)
 PASS_NAME = "pick_thresholds"
 
 
-def cam_histograms(cam_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+def cam_histograms(cam_dir: str, names: list[str], class_scale: str = "max") -> tuple[np.ndarray, np.ndarray, int]:
     """Histograms of the strongest-CAM scores (images with a present class) and of the best-minus-second margins
-    (images with two or more), and the number of images with a present class."""
+    (images with two or more, on the --class_scale scores the IR labels compare), and the number of images with a
+    present class."""
     strongest = np.zeros(0, np.int64)
     margins = np.zeros(0, np.int64)
     used = 0
@@ -42,7 +45,7 @@ def cam_histograms(cam_dir: str, names: list[str]) -> tuple[np.ndarray, np.ndarr
         h = score_histogram(high.max(axis=0))
         strongest = h if not strongest.size else strongest + h
         if len(high) >= 2:
-            top2 = np.partition(high, -2, axis=0)[-2:]
+            top2 = np.partition(comparable_scores(high, class_scale), -2, axis=0)[-2:]
             m = score_histogram(top2[1] - top2[0])
             margins = m if not margins.size else margins + m
     return strongest, margins, used
@@ -54,7 +57,7 @@ def run(args) -> None:
         return
     names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     no_background = background_free(args.voc12_root, args.background)
-    strongest, margins, used = cam_histograms(args.cam_out_dir, names)
+    strongest, margins, used = cam_histograms(args.cam_out_dir, names, args.class_scale)
     if used == 0:
         raise ValueError(f"{PASS_NAME}: no CAM in {args.cam_out_dir} has a present class (is --infer_list right?)")
     result = {"background_free": no_background, "num_images": used}

@@ -38,6 +38,33 @@ def test_margin_ir_label_uses_the_two_best_of_three():
     assert make_ir_label_background_free(image, cams, keys, conf_margin=0.26, use_crf=False).item() == 255
 
 
+def test_margin_ir_label_on_mean_scaled_scores_by_hand():
+    """With --class_scale mean the margin is taken on the scores the argmax compares, brought back into [0, 1]."""
+    # class a: one strong peak (mean 0.4); class b: broad (mean 0.6)
+    cams = np.array([[[1.0, 0.1, 0.1]],
+                     [[0.6, 0.6, 0.6]]], np.float32)
+    image = np.zeros((1, 3, 3), np.uint8)
+    keys = np.array([0, 1])
+    # mean-scaled: a = 1/0.4 = 2.5, 0.25, 0.25; b = 1, 1, 1; divided by the largest (2.5): a = 1, 0.1, 0.1, b = 0.4
+    # margins: 0.6 (a wins), 0.3, 0.3 (b wins). With max scaling pixel 0 would be a by only 0.4.
+    label = make_ir_label_background_free(image, cams, keys, conf_margin=0.5, class_scale="mean", use_crf=False)
+    assert label.tolist() == [[1, 255, 255]]
+    label = make_ir_label_background_free(image, cams, keys, conf_margin=0.25, class_scale="mean", use_crf=False)
+    assert label.tolist() == [[1, 2, 2]]
+    assert make_ir_label_background_free(image, cams, keys, conf_margin=0.5, class_scale="max",
+                                         use_crf=False).tolist() == [[255, 2, 2]]
+
+
+def test_comparable_scores_keep_the_argmax():
+    from misc.cam import comparable_scores, scale_classes
+    rng = np.random.default_rng(1)
+    maps = rng.uniform(0, 1, (3, 5, 7)).astype(np.float32)
+    scored = comparable_scores(maps, "mean")
+    assert scored.max() == pytest.approx(1.0) and scored.min() >= 0
+    assert (scored.argmax(0) == scale_classes(maps, "mean").argmax(0)).all()
+    assert np.array_equal(comparable_scores(maps, "max"), maps)
+
+
 def test_margin_ir_label_single_and_no_class():
     image = np.zeros((2, 2, 3), np.uint8)
     one = make_ir_label_background_free(image, np.full((1, 2, 2), 0.01, np.float32), np.array([2]), conf_margin=0.5)
