@@ -200,7 +200,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "'auto' = 'none' when classes.json says background_free (data.prepare --fg_classes all "
                         "on such a palette)")
     g.add_argument("--class_scale", default="mean", choices=("max", "mean"),
-                   help="background-free argmax (eval_cam, make_sem_seg): compare the present classes' maps as "
+                   help="background-free argmax and margins (eval_cam, cam_to_ir_label, pick_thresholds, make_sem_seg): compare the present classes' maps as "
                         "written (max: each peaks at 1) or each divided by its image mean (mean: a peaky class such as "
                         "building is not outvoted by broad ones; measured on Dubai, BENCHMARKS.md)")
 

@@ -99,7 +99,8 @@ def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, im
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
                          bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                         radius: int = RW_RADIUS, normalization: str = "max") -> tuple[np.ndarray, torch.Tensor]:
+                         radius: int = RW_RADIUS, normalization: str = "max", class_scale: str = "max"
+                         ) -> tuple[np.ndarray, torch.Tensor]:
     """Pseudo mask of one image from its stride-4 CAMs and AffinityNet embedding.
 
     Args:
@@ -113,7 +114,7 @@ def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.T
         return affinity_random_walk(seeds, features, beta=beta, exp_times=exp_times, radius=radius)
 
     return _walk_to_mask(walk, cams, keys, image_hw, bg_threshold=bg_threshold, cam_power=cam_power,
-                         normalization=normalization)
+                         normalization=normalization, class_scale=class_scale)
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
@@ -206,7 +207,8 @@ def run(args) -> None:
                         label, walked = affinity_pseudo_mask(
                             torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
                             bg_threshold=bg_threshold, beta=args.beta, exp_times=args.exp_times,
-                            cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize)
+                            cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize,
+                            class_scale=args.class_scale)
                         boundary = affinity_edge_map(features).cpu().numpy()
                     else:
                         boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
