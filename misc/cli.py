@@ -295,9 +295,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="make_sem_seg: divide the walked scores before the background threshold by their maximum "
                         "(max: IRN), by nothing (none: the CAMs' scale) or by the walk of a map of ones (local: the "
                         "region's mean CAM)")
-    g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet"),
+    g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet", "none"),
                    help="make_sem_seg: walk over IRN's boundary map (irn) or AffinityNet's learned affinities "
-                        "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8)")
+                        "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8); none: no walk and "
+                        "no network, the full-resolution CAMs' labels are the pseudo masks (the eval_cam rule)")
 
     g = parser.add_argument_group("AffinityNet")
     g.add_argument("--aff_crop_size", type=positive_int, default=256, help="train_aff: square training crop (px)")

@@ -14,6 +14,11 @@ train_aff (--aff_weights_name) and the walk's weights are ``a_ij ** --beta`` wit
 number of steps and the same thresholding; the CAMs are not masked by a boundary map. The overlay's boundary panel
 then shows where the embedding changes (1 - mean affinity to the nearest neighbours).
 
+With --rw_method none there is no walk and no network: the pseudo mask is the label eval_cam scores, from the
+full-resolution CAMs (``high_res``): the argmax of the --class_scale scores on background-free data, else the
+strongest present class above --sem_seg_bg_thres. It is the baseline the walk has to beat, and the labels to
+train the segmenter on when it does not.
+
 Reads:  --irn_weights_name (irn) or --aff_weights_name (affinitynet), <cam_out_dir>/<name>.npz (``keys``, ``cam``),
         <voc12_root>/JPEGImages/<name>.*,
         <voc12_root>/SegmentationClassAug/<name>.png (overlays only, when present)
@@ -36,7 +41,7 @@ from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_args, save_npz, save_png
 from misc.logutils import progress
 from misc.robust import BadItems, pending_items, prepare_out_dir
-from misc.cam import scale_classes
+from misc.cam import cams_to_label, scale_classes
 from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
 from misc.visualize import label_overlay, legend_entries, side_by_side
@@ -117,6 +122,21 @@ def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.T
                          normalization=normalization, class_scale=class_scale)
 
 
+def cam_label(cam: dict, keys: np.ndarray, image_hw: tuple[int, int], *, bg_threshold: float, class_scale: str,
+              cam_file: str = "CAM") -> np.ndarray:
+    """--rw_method none: the (H, W) uint8 label of the full-resolution CAMs, as eval_cam scores them.
+
+    Background-free (bg_threshold -inf): the best present class after --class_scale; otherwise the strongest present
+    class where it reaches ``bg_threshold``, background (0) elsewhere.
+    """
+    high = cam["high_res"]  # (k, H, W)
+    if high.shape != (len(keys),) + tuple(image_hw):
+        raise ValueError(f"{cam_file}: high_res CAM is {high.shape}, expected {(len(keys),) + tuple(image_hw)} "
+                         "(stale --cam_out_dir?)")
+    scored = scale_classes(high, class_scale) if bg_threshold == float("-inf") else high
+    return cams_to_label(scored, keys, bg_threshold)
+
+
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
                           label: np.ndarray, gt: np.ndarray | None, class_names: list[str] | None = None) -> None:
     """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one), titled, with a
@@ -152,8 +172,8 @@ def _load_affinity_model(weights_path: str, device: torch.device):
 def run(args) -> None:
     from data.raster_io import read_image
 
-    if args.rw_method not in ("irn", "affinitynet"):
-        raise ValueError(f"--rw_method {args.rw_method!r}: choose 'irn' or 'affinitynet'")
+    if args.rw_method not in ("irn", "affinitynet", "none"):
+        raise ValueError(f"--rw_method {args.rw_method!r}: choose 'irn', 'affinitynet' or 'none'")
     if args.rw_normalize not in RW_NORMALIZATIONS:
         raise ValueError(f"--rw_normalize {args.rw_normalize!r}: choose one of {RW_NORMALIZATIONS}")
     normalize = args.rw_normalize == "max"  # the saved walk scores, like the masks, are max-divided only for "max"
@@ -175,6 +195,9 @@ def run(args) -> None:
     bg_threshold = float("-inf") if background_free(args.voc12_root, args.background) else args.sem_seg_bg_thres
     if bg_threshold == float("-inf"):
         log.info("%s: background-free data: each pixel takes its best walked present class", PASS_NAME)
+    if args.sem_seg_save_rw and args.rw_method == "none":
+        log.warning("%s: --sem_seg_save_rw is ignored with --rw_method none (there is no walk; run eval_cam on "
+                    "--cam_out_dir to sweep the CAMs' threshold)", PASS_NAME)
     model = None  # loaded on the first image with a present class
     bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     with torch.inference_mode():
@@ -192,6 +215,9 @@ def run(args) -> None:
                 walked = torch.zeros((0,) + stride_size(h, w))
                 if len(keys) == 0:
                     label = np.zeros((h, w), np.uint8)
+                elif args.rw_method == "none":
+                    label = cam_label(cam, keys, (h, w), bg_threshold=bg_threshold, class_scale=args.class_scale,
+                                      cam_file=cam_file)
                 else:
                     if model is None:
                         with bad.whole_pass():  # a wrong/missing weights file stops the pass, whatever --skip_bad says
@@ -226,7 +252,7 @@ def run(args) -> None:
                     gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
                     write_sem_seg_overlay(out_dir, name, image, boundary, label, gt,
                                           class_names=load_class_names(args.voc12_root))
-                if args.sem_seg_save_rw:
+                if args.sem_seg_save_rw and args.rw_method != "none":
                     # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
                     scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0
                     save_npz(artifacts.cam_path(artifacts.rw_scores_dir(out_dir), name), keys=keys.astype(np.int64),

@@ -172,3 +172,18 @@ def test_evaluate_label_dir_by_hand(tmp_path):
     assert result["miou"] == pytest.approx((3 / 5 + 2 / 4) / 2)
     assert result["precision"]["building"] == pytest.approx(2 / 3)
     assert result["recall"]["building"] == pytest.approx(2 / 3)
+
+
+def test_make_sem_seg_without_walk_writes_the_cam_labels(dataset, stand_in_irn):
+    """--rw_method none: no network is loaded, and each pseudo mask is the CAM's thresholded label (eval_cam's rule)."""
+    out = dataset / "sem_none"
+    make_sem_seg_labels.run(make_args(dataset, "--rw_method", "none", "--sem_seg_out_dir", str(out),
+                                      "--sem_seg_bg_thres", "0.5"))
+    assert stand_in_irn.loaded == [] and stand_in_irn.calls == 0
+    for name, (h, w, box) in IMAGES.items():
+        mask = load_png(str(out / f"{name}.png"))
+        expected = np.zeros((h, w), np.uint8)
+        if box:  # the fixture's CAM is 0.6 over the roof plus a 3-pixel spill, so 0.6 >= 0.5 is building there
+            t, l, b, r = box
+            expected[max(0, t - 3):b + 3, max(0, l - 3):r + 3] = 1
+        assert np.array_equal(mask, expected), name
