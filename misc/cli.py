@@ -25,6 +25,7 @@ PASSES = (
     ("select_tiles", "select_tiles"),
     ("train_seg", "train_seg"),
     ("train_semi", "train_semi"),
+    ("relabel_seg", "relabel_seg"),
     ("eval_seg", "eval_seg"),
     ("predict", "predict"),
     ("report", "make_report"),
@@ -336,6 +337,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     _bool(g, "--seg_tta", default=False,
           help="eval_seg/predict: average the logits of the image and its horizontal and vertical flips (3x the time)")
     g.add_argument("--seg_num_overlays", type=nonneg_int, default=8, help="eval_seg: PNG overlays written")
+    g.add_argument("--relabel_conf_thres", type=fraction, default=0.0,
+                   help="relabel_seg (self-training): pixels whose winning probability among the tagged classes is "
+                        "below this are ignored in the next round (0: keep every pixel)")
     g.add_argument("--predict_batch_size", type=positive_int, default=4, help="windows per forward pass")
     g.add_argument("--predict_engine", choices=("exact", "fast", "onnx"), default="fast",
                    help="exact: the network as trained; fast: BatchNorm folded into the convolutions (same logits "
@@ -408,6 +412,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--ir_label_out_dir", default="result/ir_label", help="IR labels (<name>.png) and overlays")
     g.add_argument("--sem_seg_out_dir", default="result/sem_seg",
                    help="pseudo masks (<name>.png), overlays, eval_sem_seg.json")
+    g.add_argument("--relabel_out_dir", default="result/sem_seg_relabel",
+                   help="relabel_seg: the self-training round's pseudo masks (<name>.png); train on them with "
+                        "--sem_seg_out_dir <this folder>")
     g.add_argument("--ins_seg_out_dir", default="result/ins_seg",
                    help="instance masks (<name>.npz), eval_ins_seg.json")
     g.add_argument("--seg_out_dir", default="result/seg",

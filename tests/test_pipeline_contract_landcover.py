@@ -71,6 +71,7 @@ def landcover(tmp_path_factory):
         "--train_seg_pass", "True", "--seg_crop_size", str(PATCH), "--seg_batch_size", "4", "--seg_num_epochs", "1",
         "--seg_decoder", "fpn", "--eval_seg_pass", "True", "--seg_tta", "True",
         "--seg_val_list", str(lists / "all.txt"), "--report_pass", "True", "--report_num_images", "2"]) == 0
+    assert run_sample.main(common + ["--relabel_seg_pass", "True", "--relabel_out_dir", str(out / "relabel")]) == 0
     scene = sorted(p for p in (raw.rglob("*.jpg")))[0]
     assert run_sample.main(common + ["--predict_pass", "True", "--predict_input", str(scene),
                                      "--seg_out_dir", str(out / "maps"), "--predict_window", "64",
@@ -134,3 +135,16 @@ def test_segmenter_and_maps(landcover):
     classes = load_png(str(landcover["out"] / "maps" / raster[0])) if raster[0].endswith(".png") else None
     if classes is not None:
         assert classes.max() <= K
+
+
+def test_self_training_labels_stay_within_the_tags(landcover):
+    """relabel_seg: every pixel of a relabelled patch is one of that patch's tagged classes (no background)."""
+    cls = load_cls_labels(os.path.join(landcover["root"], "cls_labels.npy"))
+    names = read_name_list(str(landcover["lists"] / "train.txt"))
+    for name in names:
+        label = load_png(artifacts.sem_seg_path(str(landcover["out"] / "relabel"), name))
+        allowed = set((np.nonzero(cls[name] > 0.5)[0] + 1).tolist())
+        assert label.dtype == np.uint8 and label.shape == (PATCH, PATCH)
+        assert set(np.unique(label).tolist()) <= allowed, name
+    args = json.load(open(landcover["out"] / "relabel" / "args_relabel_seg.json"))
+    assert args["relabel_conf_thres"] == 0.0
