@@ -5,7 +5,8 @@
 #   bash run_recipe.sh --images DIR [--masks DIR | --tags FILE.csv] --test RULE --out DIR [options]
 #
 # Stages: prepare (patches + image-level labels) -> CAM classifier -> CAMs -> label-free thresholds
-# (pick_thresholds) -> IR labels -> IRN -> random-walk pseudo masks -> segmentation model -> report. With masks
+# (pick_thresholds) -> IR labels -> IRN -> random-walk pseudo masks -> segmentation model -> self-training rounds
+# (the segmenter relabels the training patches within their tags, and a new one trains on that) -> report. With masks
 # every stage is also scored; without them (tags only) the eval passes say so and skip.
 #
 #   --images DIR       scenes or tiles (PNG/JPEG/GeoTIFF; searched recursively)
@@ -19,14 +20,16 @@
 #   --test RULE        held-out images: a regular expression on the patch names (e.g. '^Tile_8__'), or a list file
 #   --out DIR          everything goes here (data, weights, results, report.html); default result/recipe
 #   --device DEV       auto | cpu | cuda | cuda:N (default auto)
-# Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SEG_BACKBONE (efficientnet_lite0),
-#   SEG_DECODER (deeplab), CAM_SCALES (2.0,3.0), POS_THRES (0.02 land cover, 0.05 building-only).
-# Rerunning the same command resumes: trained weights and finished items are kept (delete a folder to redo it).
+# Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SELF_TRAIN_ROUNDS (1),
+#   SEG_BACKBONE (efficientnet_lite0), SEG_DECODER (deeplab), CAM_SCALES (2.0,3.0), CROP (256: training crops),
+#   POS_THRES (0.02 land cover, 0.05 building-only).
+# Rerunning the same command resumes: training continues from the last finished epoch (a finished model is kept) and
+# finished items are kept (delete a folder or a weights file to redo it).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 IMAGES="" MASKS="" TAGS="" PALETTE=dubai CLASSES=all PATCH="" TEST="" OUT=result/recipe DEVICE=auto
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --images) IMAGES=$2; shift 2 ;;
@@ -51,6 +54,8 @@ if [ "$CLASSES" = all ]; then DEFAULT_POS=0.02; else DEFAULT_POS=0.05; fi
 # tags describe whole images, so tagged images are kept whole unless a patch size is asked for
 if [ -z "$PATCH" ]; then if [ -n "$TAGS" ]; then PATCH=0; else PATCH=256; fi; fi
 CAM_EPOCHS=${CAM_EPOCHS:-10} IRN_EPOCHS=${IRN_EPOCHS:-10} SEG_EPOCHS=${SEG_EPOCHS:-6}
+SELF_TRAIN_ROUNDS=${SELF_TRAIN_ROUNDS:-1} CROP=${CROP:-256}
+case "$SELF_TRAIN_ROUNDS" in ''|*[!0-9]*) echo "run_recipe.sh: SELF_TRAIN_ROUNDS must be 0, 1, 2, ... (got '$SELF_TRAIN_ROUNDS')" >&2; exit 2 ;; esac
 SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite0} SEG_DECODER=${SEG_DECODER:-deeplab}
 CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}
 ROOT=$OUT/data L=$OUT/data/lists W=$OUT/weights R=$OUT/results
@@ -88,8 +93,8 @@ fi
 T=(--train_list "$L/train.txt" --infer_list "$L/train.txt")
 
 echo "== 2. CAM classifier and CAMs of the training patches"
-[ -f "$W/cam.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" --train_cam_pass True \
-    --cam_batch_size 16 --cam_num_epochs "$CAM_EPOCHS" --cam_learning_rate 0.0002 --cam_crop_size 256
+$PY run_sample.py "${C[@]}" "${T[@]}" --train_cam_pass True --resume True \
+    --cam_batch_size 16 --cam_num_epochs "$CAM_EPOCHS" --cam_learning_rate 0.0002 --cam_crop_size "$CROP"
 $PY run_sample.py "${C[@]}" "${T[@]}" --make_cam_pass True --eval_cam_pass True
 
 echo "== 3. thresholds from the CAMs themselves (no ground truth used)"
@@ -101,14 +106,26 @@ TH=(--conf_fg_thres "$FG" --conf_bg_thres "$BG" --sem_seg_bg_thres "$BGT" --conf
 
 echo "== 4. IR labels, IRN, pseudo masks"
 $PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --cam_to_ir_label_pass True
-[ -f "$W/irn.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --train_irn_pass True \
-    --irn_batch_size 16 --irn_crop_size 256 --irn_num_epochs "$IRN_EPOCHS" --irn_learning_rate 0.1
+$PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --train_irn_pass True --resume True \
+    --irn_batch_size 16 --irn_crop_size "$CROP" --irn_num_epochs "$IRN_EPOCHS" --irn_learning_rate 0.1
 $PY run_sample.py "${C[@]}" "${T[@]}" "${TH[@]}" --make_sem_seg_pass True --eval_sem_seg_pass True
 
-echo "== 5. segmentation model on the pseudo masks, scored on the held-out patches; the report"
-[ -f "$W/seg.pth" ] || $PY run_sample.py "${C[@]}" "${T[@]}" --train_seg_pass True --seg_label_source pseudo \
-    --seg_crop_size 256 --seg_batch_size 8 --seg_num_epochs "$SEG_EPOCHS" --seg_learning_rate 0.001 \
-    --seg_backbone "$SEG_BACKBONE" --seg_decoder "$SEG_DECODER"
+echo "== 5. segmentation model on the pseudo masks, then $SELF_TRAIN_ROUNDS self-training round(s)"
+SEG=(--seg_label_source pseudo --seg_crop_size "$CROP" --seg_batch_size 8 --seg_num_epochs "$SEG_EPOCHS"
+     --seg_learning_rate 0.001 --seg_backbone "$SEG_BACKBONE" --seg_decoder "$SEG_DECODER")
+$PY run_sample.py "${C[@]}" "${T[@]}" "${SEG[@]}" --train_seg_pass True --resume True \
+    --seg_weights_name "$W/seg_r0.pth"
+FINAL=$W/seg_r0.pth
+for r in $(seq 1 "$SELF_TRAIN_ROUNDS"); do
+  # the last round's segmenter relabels the training patches within their tags; a fresh one trains on that
+  $PY run_sample.py "${C[@]}" "${T[@]}" --relabel_seg_pass True --seg_weights_name "$FINAL" \
+      --relabel_out_dir "$R/relabel_r$r"
+  $PY run_sample.py "${C[@]}" "${T[@]}" --eval_sem_seg_pass True --sem_seg_out_dir "$R/relabel_r$r"
+  $PY run_sample.py "${C[@]}" "${T[@]}" "${SEG[@]}" --train_seg_pass True --resume True \
+      --sem_seg_out_dir "$R/relabel_r$r" --seg_weights_name "$W/seg_r$r.pth"
+  FINAL=$W/seg_r$r.pth
+done
+cp -p "$FINAL" "$W/seg.pth.tmp" && mv -f "$W/seg.pth.tmp" "$W/seg.pth"   # the final model under one name
 $PY run_sample.py "${C[@]}" --eval_seg_pass True --seg_val_list "$L/test.txt"
 $PY run_sample.py "${C[@]}" "${T[@]}" --report_pass True
 echo "done: $OUT/report.html (map new scenes with: python run_sample.py --predict_pass True --predict_input SCENES \\"
