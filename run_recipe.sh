@@ -20,7 +20,7 @@
 #   --test RULE        held-out images: a regular expression on the patch names (e.g. '^Tile_8__'), or a list file
 #   --out DIR          everything goes here (data, weights, results, report.html); default result/recipe
 #   --device DEV       auto | cpu | cuda | cuda:N (default auto)
-# Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SELF_TRAIN_ROUNDS (1),
+# Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SELF_TRAIN_ROUNDS (0),
 #   SEG_BACKBONE (efficientnet_lite0), SEG_DECODER (deeplab), CAM_SCALES (2.0,3.0), CROP (256: training crops),
 #   POS_THRES (0.02 land cover, 0.05 building-only).
 # Rerunning the same command resumes: training continues from the last finished epoch (a finished model is kept) and
@@ -54,7 +54,7 @@ if [ "$CLASSES" = all ]; then DEFAULT_POS=0.02; else DEFAULT_POS=0.05; fi
 # tags describe whole images, so tagged images are kept whole unless a patch size is asked for
 if [ -z "$PATCH" ]; then if [ -n "$TAGS" ]; then PATCH=0; else PATCH=256; fi; fi
 CAM_EPOCHS=${CAM_EPOCHS:-10} IRN_EPOCHS=${IRN_EPOCHS:-10} SEG_EPOCHS=${SEG_EPOCHS:-6}
-SELF_TRAIN_ROUNDS=${SELF_TRAIN_ROUNDS:-1} CROP=${CROP:-256}
+SELF_TRAIN_ROUNDS=${SELF_TRAIN_ROUNDS:-0} CROP=${CROP:-256}
 case "$SELF_TRAIN_ROUNDS" in ''|*[!0-9]*) echo "run_recipe.sh: SELF_TRAIN_ROUNDS must be 0, 1, 2, ... (got '$SELF_TRAIN_ROUNDS')" >&2; exit 2 ;; esac
 SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite0} SEG_DECODER=${SEG_DECODER:-deeplab}
 CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}

@@ -106,7 +106,7 @@ def test_run_recipe_end_to_end_on_generated_scenes_and_resumes(tmp_path):
     raw = tmp_path / "raw"
     synthetic.write_dataset(str(raw), num_tiles=2, scenes_per_tile=1, size=(128, 128), seed=5)
     env = {**os.environ, "PYTHON": sys.executable, "CAM_EPOCHS": "1", "IRN_EPOCHS": "1", "SEG_EPOCHS": "1",
-           "CROP": "64", "CAM_SCALES": "1.0", "OMP_NUM_THREADS": "1"}
+           "CROP": "64", "CAM_SCALES": "1.0", "OMP_NUM_THREADS": "1", "SELF_TRAIN_ROUNDS": "1"}
     out = tmp_path / "out"
     argv = ["bash", str(ROOT / "run_recipe.sh"), "--images", str(raw), "--masks", str(raw), "--patch_size", "64",
             "--test", "^Tile_2__", "--out", str(out), "--device", "cpu"]
