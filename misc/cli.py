@@ -32,7 +32,7 @@ PASSES = (
 
 # The registered backbones (net/backbones.py BACKBONES; kept here so that parsing needs no torch import; a test checks
 # that the two agree).
-BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50")
+BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50", "vit_small_patch16", "vit_base_patch16")
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f"}
