@@ -10,6 +10,7 @@ import argparse
 # Passes in pipeline order: (pass flag without "_pass", step module). run_sample runs them in this order.
 PASSES = (
     ("train_cam", "train_cam"),
+    ("train_ctfa", "train_ctfa"),
     ("make_cam", "make_cam"),
     ("make_adv_cam", "make_adv_cam"),
     ("refine_cam", "refine_cam"),
@@ -415,6 +416,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="report pass: one self-contained HTML page (eval tables, pictures)")
     g.add_argument("--report_num_images", type=nonneg_int, default=8,
                    help="report pass: images shown as picture rows")
+
+    from misc.ctfa_cli import add_ctfa_arguments  # here: misc.ctfa_cli builds on this module's helpers
+
+    add_ctfa_arguments(parser)
 
     g = parser.add_argument_group("passes (run in pipeline order)")
     for flag, _module in PASSES:
