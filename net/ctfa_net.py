@@ -121,7 +121,7 @@ class CTFANet(nn.Module):
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.num_classes = num_classes
         self.config = {"backbone": backbone, "num_classes": num_classes + 1, "head_channels": head_channels,
-                       "decoder": "ctfa", "aux_layer": aux_layer, "embed_dim": embed_dim}
+                       "decoder": "ctfa", "aux_layer": self.aux_layer, "embed_dim": embed_dim}
 
     def encode(self, images: torch.Tensor) -> _Encoded:
         """images (B, 3, H, W) in [0, 1] → final map, intermediate map, class token."""
