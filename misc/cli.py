@@ -10,6 +10,7 @@ import argparse
 # Passes in pipeline order: (pass flag without "_pass", step module). run_sample runs them in this order.
 PASSES = (
     ("train_cam", "train_cam"),
+    ("train_ctfa", "train_ctfa"),
     ("make_cam", "make_cam"),
     ("make_adv_cam", "make_adv_cam"),
     ("refine_cam", "refine_cam"),
@@ -33,7 +34,7 @@ PASSES = (
 
 # The registered backbones (net/backbones.py BACKBONES; kept here so that parsing needs no torch import; a test checks
 # that the two agree).
-BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50")
+BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50", "vit_small_patch16", "vit_base_patch16")
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f"}
@@ -423,6 +424,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="report pass: one self-contained HTML page (eval tables, pictures)")
     g.add_argument("--report_num_images", type=nonneg_int, default=8,
                    help="report pass: images shown as picture rows")
+
+    from misc.ctfa_cli import add_ctfa_arguments  # here: misc.ctfa_cli builds on this module's helpers
+
+    add_ctfa_arguments(parser)
 
     g = parser.add_argument_group("passes (run in pipeline order)")
     for flag, _module in PASSES:

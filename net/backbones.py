@@ -481,13 +481,18 @@ BACKBONES: dict[str, type[Backbone]] = {
     "efficientnet_lite2": EfficientNetLite2Backbone,
 }
 
+# The ViTs (vit_small_patch16, vit_base_patch16) live in net/vit.py, which builds on Backbone above and adds itself
+# to BACKBONES when imported; importing it here keeps the registry complete whichever module is imported first.
+import net.vit  # noqa: E402,F401
+
 
 def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: bool = True,
                    output_stride: int = 16) -> Backbone:
     """Build a registered backbone.
 
     Args:
-        name: a key of BACKBONES ("resnet50", "efficientnet_lite0", "efficientnet_lite2").
+        name: a key of BACKBONES ("resnet50", "efficientnet_lite0", "efficientnet_lite2", "vit_small_patch16",
+            "vit_base_patch16").
         pretrained: "default" (the backbone's bundled ImageNet weights; ResNet-50 has none and falls back to random
             init with a warning), a weights file path used exactly as given, or None for random init.
         freeze_bn: keep every BatchNorm in eval mode with frozen affine parameters (IRN's FixedBatchNorm).

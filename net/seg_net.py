@@ -134,5 +134,10 @@ class SegNet(nn.Module):
 
 def build_seg_net(config: dict, pretrained: str | None = None) -> SegNet:
     """Rebuild a SegNet from the ``config`` stored in its checkpoint (weights loaded separately)."""
+    if config.get("decoder") == "ctfa":  # the segmentation half of a CTFA network (step/train_ctfa.py)
+        from net.ctfa_net import CTFASegmenter
+
+        return CTFASegmenter(backbone=config["backbone"], num_classes=int(config["num_classes"]),
+                             pretrained=pretrained, head_channels=int(config.get("head_channels", 256)))
     return SegNet(backbone=config["backbone"], num_classes=int(config["num_classes"]), pretrained=pretrained,
                   head_channels=int(config.get("head_channels", 256)), decoder=config.get("decoder", "deeplab"))

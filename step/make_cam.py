@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 def load_cam_model(weights_path: str, device: torch.device) -> CAMNet:
     """Rebuild the CAM network from its self-describing checkpoint and load the weights (eval mode)."""
     ckpt = load_checkpoint(weights_path, map_location="cpu")
+    if ckpt.get("kind") == "ctfa":  # a CTFA network (step/train_ctfa.py) has the same forward_with_cams
+        from net.ctfa_net import ctfa_from_checkpoint
+
+        model = ctfa_from_checkpoint(ckpt)
+        load_weights(model, ckpt, path=weights_path)
+        return model.to(device).eval()
     if ckpt.get("kind", "cam") != "cam" or not (ckpt.get("num_classes") or "classifier.weight" in ckpt["state_dict"]):
         raise ValueError(f"{weights_path} is not a CAM checkpoint (kind={ckpt.get('kind')!r}, model class "
                          f"{ckpt.get('model_class')!r}); pass the file written by --train_cam_pass as "
