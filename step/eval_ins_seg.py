@@ -27,7 +27,6 @@ from step.eval_cam import load_ground_truth
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -87,7 +86,7 @@ def evaluate(ins_seg_dir: str, voc12_root: str, names: list[str], num_classes: i
         pred = load_npz(artifacts.ins_seg_path(ins_seg_dir, name))
         masks = pred["masks"]  # (N, H, W)
         gt = load_ground_truth(voc12_root, name, masks.shape[-2:])
-        valid = gt != IGNORE_INDEX
+        valid = gt != artifacts.IGNORE_INDEX
         for c in range(1, num_classes):
             gts = gt_instances(gt, c)
             mine = pred["classes"] == c

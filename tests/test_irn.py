@@ -12,7 +12,8 @@ from data.irn_dataset import IRNDataset
 from misc import artifacts
 from misc.cli import build_parser
 from misc.io import save_jpg, save_png
-from misc.pair_sampler import (affinity_labels, boundary_to_affinity, downsample_label, gather_pairs, line_points,
+from misc.neighbourhood import line_pixels
+from misc.pair_sampler import (affinity_labels, boundary_to_affinity, downsample_label, gather_pairs,
                                pair_losses, pair_offsets)
 from misc.torchutils import PolyOptimizer, load_checkpoint, save_checkpoint
 from net.irn import IRNet
@@ -95,8 +96,8 @@ def test_offsets_radius_10_cover_half_the_disk():
 
 
 def test_line_points_do_not_let_a_diagonal_slip_through():
-    assert sorted(line_points(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert sorted(line_points(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert sorted(line_pixels(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(line_pixels(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
 
 
 def test_affinity_labels_of_a_hand_made_label():
@@ -146,7 +147,7 @@ def test_affinity_matches_an_explicit_max_along_each_line():
     torch.manual_seed(0)
     boundary = torch.rand(2, 1, 11, 13, requires_grad=True)
     aff = boundary_to_affinity(boundary, radius=5, max_elements=1000)  # small chunks: the chunking must not matter
-    reference = torch.stack([1 - gather_pairs(boundary[:, 0], line_points(dy, dx), fill=0.0).max(dim=1).values
+    reference = torch.stack([1 - gather_pairs(boundary[:, 0], line_pixels(dy, dx), fill=0.0).max(dim=1).values
                              for dy, dx in pair_offsets(5).tolist()], dim=1)  # (2, D, 11, 13)
     assert aff.shape == reference.shape == (2, len(pair_offsets(5)), 11, 13)
     assert torch.equal(aff, reference)
