@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from net.registry import BACKBONE_NAMES
+
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -480,6 +482,7 @@ BACKBONES: dict[str, type[Backbone]] = {
     "efficientnet_lite0": EfficientNetLite0Backbone,
     "efficientnet_lite2": EfficientNetLite2Backbone,
 }
+assert set(BACKBONES) == set(BACKBONE_NAMES), "net/registry.py BACKBONE_NAMES must list exactly BACKBONES"
 
 
 def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: bool = True,

@@ -19,11 +19,10 @@ import logging
 import numpy as np
 import scipy.ndimage as ndi
 
-from data.labels import ground_truth_available, load_class_names, read_checked_list
+from data.labels import ground_truth_available, load_class_names, load_ground_truth, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, save_args, save_json
 from misc.logutils import progress
-from step.eval_cam import load_ground_truth
 
 log = logging.getLogger(__name__)
 

@@ -252,7 +252,8 @@ def test_a_few_training_steps_decrease_the_loss(tmp_path):
 
 def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
     from net.cam_net import CAMNet
-    from step.train_irn import load_irn_model, run
+    from net.zoo import load_model
+    from step.train_irn import run
 
     paths = make_fixture(tmp_path)
     args = fixture_args(paths, tmp_path, "--irn_boundary", "plain")
@@ -267,7 +268,7 @@ def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
     assert os.path.isfile(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "a"))
     assert os.path.isfile(artifacts.args_json_path(str(tmp_path / "sess"), "train_irn"))
 
-    model = load_irn_model(args.irn_weights_name, torch.device("cpu"))
+    model = load_model(args.irn_weights_name, "irn")[0]
     assert isinstance(model, IRNet) and model.boundary_kind == "plain" and not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, ckpt["state_dict"][key]), key
@@ -283,19 +284,19 @@ def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
 
 def test_load_irn_model_rejects_other_files(tmp_path, nets):
     from net.cam_net import CAMNet
-    from step.train_irn import load_irn_model
+    from net.zoo import load_model
 
     cam_file = str(tmp_path / "cam.pth")
     save_checkpoint(cam_file, model=CAMNet("efficientnet_lite0", 1, pretrained=None), args={}, step=0,
                     extra={"kind": "cam"})
     with pytest.raises(ValueError, match="cam.pth.*not an IRN checkpoint"):
-        load_irn_model(cam_file, torch.device("cpu"))
+        load_model(cam_file, "irn")
     # an IRN file that says "gated" but holds the plain branch's weights
     bad_file = str(tmp_path / "bad_irn.pth")
     save_checkpoint(bad_file, model=nets["plain"], args={"backbone": "efficientnet_lite0"}, step=0,
                     extra={"kind": "irn", "boundary": "gated", "backbone": "efficientnet_lite0"})
     with pytest.raises(ValueError, match="bad_irn.pth"):
-        load_irn_model(bad_file, torch.device("cpu"))
+        load_model(bad_file, "irn")
 
 
 def test_displacement_branch_learns_offsets_to_object_centres():
