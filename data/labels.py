@@ -106,7 +106,7 @@ def ground_truth_available(voc12_root: str, names: list[str], pass_name: str) ->
                      f"with masks (--eval_list / --seg_val_list)")
 def load_ground_truth(voc12_root: str, name: str, shape: tuple[int, int]) -> np.ndarray:
     """The uint8 class-index mask of ``name``; a size different from the prediction is an error naming the file."""
-    path = artifacts.mask_path(voc12_root, name)
+    path = mask_path(voc12_root, name)
     gt = load_png(path)
     if gt.ndim != 2:
         raise ValueError(f"{path}: expected a single-channel class-index mask (run data.prepare), got {gt.shape}")

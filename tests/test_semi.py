@@ -256,17 +256,17 @@ def test_self_training_resumed_run_equals_an_uninterrupted_one(dataset_root, tmp
     torch.manual_seed(0)
     train_semi.run(_args(dataset_root, tmp_path / "straight", *extra))
 
-    real_save = train_semi.save_checkpoint
+    real_save = train_semi.save_model
 
     def save_then_die(*args, **kwargs):  # the run is killed right after its first checkpoint
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
     torch.manual_seed(0)
-    monkeypatch.setattr(train_semi, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(train_semi, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_semi.run(_args(dataset_root, tmp_path / "resumed", *extra))
-    monkeypatch.setattr(train_semi, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_semi, "save_model", real_save)
     assert load_checkpoint(str(tmp_path / "resumed" / "semi.pth"))["epoch"] == 1
     train_semi.run(_args(dataset_root, tmp_path / "resumed", "--resume", "True", *extra))
     straight = load_checkpoint(str(tmp_path / "straight" / "semi.pth"))
