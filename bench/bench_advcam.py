@@ -31,11 +31,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.synthetic import generate_scene  # noqa: E402
 from misc.adv_climb import ClimbStats, input_gradients_only, minimum_passes  # noqa: E402
+from misc.cam_maps import multiscale_cams  # noqa: E402
 from misc.cli import float_list  # noqa: E402
 from misc.torchutils import resolve_device, tune_cpu_allocator  # noqa: E402
 from net.cam_net import CAMNet  # noqa: E402
+from net.registry import DEFAULT_BACKBONE  # noqa: E402
+from net.zoo import load_model  # noqa: E402
 from step.make_adv_cam import multiscale_adv_cams  # noqa: E402
-from step.make_cam import load_cam_model, multiscale_cams  # noqa: E402
 
 
 def int_list(value: str) -> tuple[int, ...]:
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", default=None, help="a CAM checkpoint (default: a random-weight CAMNet)")
-    parser.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "resnet50"),
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=("efficientnet_lite0", "resnet50"),
                         help="random-weight network only")
     parser.add_argument("--num_classes", type=int, default=1, help="random-weight network only")
     parser.add_argument("--sizes", type=int_list, default=(256, 512), help="square image sides")
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     malloc_tuned = tune_cpu_allocator(device)  # as run_sample.py does; WSSS_CPU_MALLOC=default measures without
     torch.manual_seed(args.seed)
     if args.weights:
-        model = load_cam_model(args.weights, device)
+        model, _ = load_model(args.weights, "cam", device)
     else:
         model = CAMNet(args.backbone, num_classes=args.num_classes, pretrained=None).to(device).eval()
     keys = np.arange(model.num_classes, dtype=np.int64)  # every class present: the most work per image

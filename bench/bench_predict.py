@@ -38,7 +38,9 @@ from misc.torchutils import tune_cpu_allocator  # noqa: E402
 from net.seg_net import SegNet  # noqa: E402
 from misc.inference_engine import conv_macs, engine_model_fn  # noqa: E402
 from misc.sliding_window import window_grid  # noqa: E402
-from step.predict import load_seg_model, predict_scene  # noqa: E402
+from net.registry import DEFAULT_BACKBONE  # noqa: E402
+from net.zoo import load_model  # noqa: E402
+from step.predict import predict_scene  # noqa: E402
 
 CRS_EPSG = 32640
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 2800000.0)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=None, help="height of the synthetic scene (default: --size)")
     parser.add_argument("--scene", default=None, help="an existing scene instead of the synthetic one")
     parser.add_argument("--weights", default=None, help="a train_seg checkpoint (default: untrained head)")
-    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--head_channels", type=int, default=256)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             write_synthetic_scene(scene, args.size, height)
             logging.info("wrote %s (%.0f MB) in %.1f s", scene, os.path.getsize(scene) / 2**20, time.time() - tic)
         if args.weights:
-            model, ckpt = load_seg_model(args.weights, device)
+            model, ckpt = load_model(args.weights, "seg", device)
             class_names = list(ckpt["class_names"])
         else:
             torch.manual_seed(0)

@@ -53,7 +53,8 @@ def argmax_label(high: torch.Tensor, keys: np.ndarray, variant: str) -> np.ndarr
 
 
 def main(argv: list[str] | None = None) -> None:
-    from step.make_cam import load_cam_model, multiscale_cams
+    from misc.cam_maps import multiscale_cams
+    from net.zoo import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--voc12_root", required=True)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     names = read_name_list(args.list)
     class_names = load_class_names(args.voc12_root)
     labels = load_cls_labels(artifacts.cls_labels_path(args.voc12_root))
-    model = load_cam_model(args.weights, torch.device("cpu"))
+    model, _ = load_model(args.weights, "cam", torch.device("cpu"))
     scales = tuple(float(s) for s in args.scales.split(","))
     conf = {v: np.zeros((len(class_names),) * 2, np.int64) for v in VARIANTS}
     with torch.inference_mode():

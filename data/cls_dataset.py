@@ -42,17 +42,3 @@ class ClassificationDataset(SeededDataset):
         return {"name": name, "img": torch.from_numpy(image.transpose(2, 0, 1).copy()),
                 "label": torch.from_numpy(np.asarray(self.labels[name], np.float32))}
 
-
-class ImageDataset(Dataset):
-    """Whole images for inference passes: {'name', 'img': uint8 (H, W, 3) numpy}."""
-
-    def __init__(self, voc12_root: str, names: list[str]):
-        self.voc12_root = voc12_root
-        self.names = list(names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, index: int) -> dict:
-        name = self.names[index]
-        return {"name": name, "img": read_image(artifacts.image_path(self.voc12_root, name))}

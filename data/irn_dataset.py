@@ -8,7 +8,8 @@ from data.seeded import SeededDataset
 from misc import artifacts
 from misc.imutils import random_crop, random_dihedral, rescale, to_float
 from misc.io import load_png
-from misc.pair_sampler import IGNORE_INDEX, downsample_label
+from misc.artifacts import IGNORE_INDEX
+from misc.pair_sampler import downsample_label
 
 
 class IRNDataset(SeededDataset):

@@ -24,7 +24,7 @@ import re
 import numpy as np
 
 from misc.artifacts import IGNORE_INDEX, IMAGE_DIR, MASK_DIR, classes_json_path, cls_labels_path, mask_path
-from misc.io import save_npy, save_text_lines
+from misc.io import load_png, save_npy, save_text_lines
 from misc.logutils import progress
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,17 @@ def ground_truth_available(voc12_root: str, names: list[str], pass_name: str) ->
     raise ValueError(f"{pass_name}: {len(missing)} of {len(names)} images have no ground-truth mask in "
                      f"{os.path.join(voc12_root, MASK_DIR)}, e.g. {missing[:3]}: evaluate a list of the images "
                      f"with masks (--eval_list / --seg_val_list)")
+def load_ground_truth(voc12_root: str, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """The uint8 class-index mask of ``name``; a size different from the prediction is an error naming the file."""
+    path = mask_path(voc12_root, name)
+    gt = load_png(path)
+    if gt.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel class-index mask (run data.prepare), got {gt.shape}")
+    if gt.shape != tuple(shape):
+        raise ValueError(f"{path}: mask is {gt.shape[1]}x{gt.shape[0]} but the prediction is {shape[1]}x{shape[0]}")
+    return gt
+
+
 def _decode_position(path: str, err: UnicodeDecodeError) -> str:
     """'byte 0xe9 on line 3' for a text file that is not UTF-8."""
     with open(path, "rb") as f:

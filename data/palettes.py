@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from misc.artifacts import IGNORE_INDEX  # noqa: F401 (re-exported: the label convention of decoded masks)
 # class names treated as ignore by default in JSON palettes that do not list "ignore" themselves
 DEFAULT_IGNORE_NAMES = ("unlabeled", "unlabelled", "ignore", "void", "nodata", "no_data")
 

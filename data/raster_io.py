@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -209,3 +210,209 @@ def read_mask(path: str) -> np.ndarray:
                              f"masks must hold uint8 colours or class indices")
         array = array.astype(np.uint8)
     return np.ascontiguousarray(array)
+
+
+# --- whole scenes, read strip by strip (predict) --------------------------------------------------------------------
+# A scene of any size: band selection, a per-band stretch of non-uint8 data, and its georeference (GeoTIFF tags, a
+# world file next to it, or the --predict_transform / --predict_crs overrides).
+
+STRETCH_SAMPLE_SIDE = 1024  # long side of the decimated read that sets the percentile stretch
+DEFAULT_BANDS = (1, 2, 3)
+# world files GIS software writes next to a raster: <stem><ext> (and the generic .wld)
+WORLD_FILE_EXTS = {".png": (".pgw", ".pngw"), ".jpg": (".jgw", ".jpgw"), ".jpeg": (".jgw", ".jpegw"),
+                   ".tif": (".tfw", ".tifw"), ".tiff": (".tfw", ".tiffw")}
+
+
+def parse_bands(value) -> tuple[int, int, int]:
+    """--bands '3,2,1' (1-based band numbers for R, G, B) → (3, 2, 1); an error otherwise."""
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise ValueError(f"--bands {value!r}: expected three 1-based band numbers, e.g. 3,2,1") from None
+    bands = tuple(int(b) for b in value)
+    if len(bands) != 3 or min(bands) < 1:
+        raise ValueError(f"--bands {','.join(map(str, bands))}: expected three 1-based band numbers for R,G,B, "
+                         f"e.g. 3,2,1 for BGR(N) imagery")
+    return bands
+
+
+def parse_transform(value: str):
+    """--predict_transform 'a,b,c,d,e,f' (rasterio's Affine order: x = a*col + b*row + c, y = d*col + e*row + f,
+    for the top-left pixel corner) → Affine."""
+    from affine import Affine
+
+    try:
+        numbers = [float(v) for v in str(value).replace(" ", "").split(",") if v]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 6 or numbers[0] * numbers[4] - numbers[1] * numbers[3] == 0:
+        raise ValueError(f"--predict_transform {value!r}: expected six numbers a,b,c,d,e,f (x = a*col + b*row + c, "
+                         f"y = d*col + e*row + f of the top-left pixel corner), e.g. 0.5,0,500000,0,-0.5,2800000")
+    return Affine(*numbers)
+
+
+def find_world_file(path: str) -> str | None:
+    """The world file next to ``path`` (``tile.png`` → ``tile.pgw``, ``tile.pngw`` or ``tile.wld``), or None."""
+    stem, ext = os.path.splitext(path)
+    for world_ext in WORLD_FILE_EXTS.get(ext.lower(), ()) + (".wld",):
+        for candidate in (stem + world_ext, stem + world_ext.upper()):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def read_world_file(path: str):
+    """A world file's six lines (A, D, B, E, C, F; C/F = centre of the top-left pixel) → Affine of pixel corners."""
+    from affine import Affine
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            numbers = [float(line) for line in f.read().split()]
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"world file {path} is not six numbers: {err}") from err
+    if len(numbers) != 6:
+        raise ValueError(f"world file {path} holds {len(numbers)} numbers, expected 6 (A, D, B, E, C, F)")
+    a, d, b, e, c, f = numbers
+    return Affine(a, b, c - 0.5 * a - 0.5 * b, d, e, f - 0.5 * d - 0.5 * e)  # centre → corner of pixel (0, 0)
+
+
+def world_file_text(transform) -> list[str]:
+    """The six world-file lines of a corner transform (inverse of :func:`read_world_file`)."""
+    t = transform
+    return [repr(float(v)) for v in (t.a, t.d, t.b, t.e, t.c + 0.5 * t.a + 0.5 * t.b, t.f + 0.5 * t.d + 0.5 * t.e)]
+
+
+def _read_prj(path: str):
+    """CRS of the ``.prj`` (WKT) sidecar of a world file, or None."""
+    from rasterio.crs import CRS
+
+    candidate = os.path.splitext(path)[0] + ".prj"
+    if not os.path.isfile(candidate):
+        return None
+    try:
+        with open(candidate, encoding="utf-8-sig") as f:
+            return CRS.from_user_input(f.read().strip())
+    except Exception as err:  # rasterio raises CRSError
+        raise ValueError(f"{candidate}: not a CRS (WKT or EPSG code): {err}") from err
+
+
+def parse_crs(value):
+    """--predict_crs 'EPSG:32640' (or any string rasterio understands) → CRS; None stays None."""
+    if value in (None, ""):
+        return None
+    from rasterio.crs import CRS
+
+    try:
+        return CRS.from_user_input(value)
+    except Exception as err:
+        raise ValueError(f"--predict_crs {value!r}: not a CRS (e.g. EPSG:32640): {err}") from err
+
+
+class SceneReader:
+    """Rows of a scene as uint8 RGB (h, W, 3): windowed rasterio reads for TIFF, a decoded array otherwise.
+
+    Attributes: height, width, is_tiff, crs (rasterio CRS or None), transform (Affine; identity without one),
+    georeferenced (False: footprints stay in pixel coordinates), georeference (where it came from, for the log).
+
+    Args:
+        bands: 1-based band numbers that form R, G, B.
+        crs, transform: --predict_crs / --predict_transform (override what the file and a world file say).
+    """
+
+    def __init__(self, path: str, bands=DEFAULT_BANDS, crs=None, transform=None):
+        from affine import Affine
+
+        self.path = path
+        self.is_tiff = path.lower().endswith(TIFF_EXTS)
+        self.crs, self.transform = None, Affine.identity()
+        self.bands = parse_bands(bands)
+        self._src = None
+        self._array = None
+        self._stretch = None  # (3, 2) float32 per-band (low, high) for non-uint8 TIFF data
+        if self.is_tiff:
+            self._open_tiff()
+        else:
+            rgb = read_image(path)  # (H, W, 3); a grey image is already repeated
+            if max(self.bands) > 3:
+                raise ValueError(f"--bands {','.join(map(str, self.bands))}: {path} is a PNG/JPEG with 3 bands (R,G,B)")
+            self._array = rgb if self.bands == DEFAULT_BANDS else np.ascontiguousarray(
+                rgb[..., [b - 1 for b in self.bands]])
+            self.height, self.width = self._array.shape[:2]
+        self._georeference(crs, transform)
+
+    def _georeference(self, crs, transform) -> None:
+        from affine import Affine
+
+        self.georeferenced = self.transform != Affine.identity()
+        self.georeference = "GeoTIFF" if self.georeferenced else None
+        if not self.georeferenced:
+            world = find_world_file(self.path)
+            if world:
+                self.transform = read_world_file(world)
+                self.crs = self.crs or _read_prj(world)
+                self.georeferenced, self.georeference = True, f"world file {world}"
+        if transform is not None:
+            self.transform = transform
+            self.georeferenced, self.georeference = True, "--predict_transform"
+        if crs is not None:
+            if self.crs is not None and self.crs != crs:
+                logger.warning("%s: --predict_crs %s replaces the file's CRS %s", self.path, crs, self.crs)
+            self.crs = crs
+            if not self.georeferenced:
+                raise ValueError(f"{self.path}: --predict_crs needs a transform too: a world file next to the scene "
+                                 f"({'/'.join(WORLD_FILE_EXTS.get(os.path.splitext(self.path)[1].lower(), ()))}"
+                                 f"/.wld) or --predict_transform")
+
+    def _open_tiff(self) -> None:
+        import rasterio
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            try:
+                self._src = rasterio.open(self.path)
+            except rasterio.errors.RasterioError as err:
+                raise ValueError(f"corrupt or unreadable raster {self.path}: {err}") from err
+        src = self._src
+        self.height, self.width = src.height, src.width
+        self.crs = src.crs
+        self.transform = src.transform
+        if src.count < 3 and self.bands == DEFAULT_BANDS:
+            self.bands = (1, 1, 1)  # a grey scene
+        if max(self.bands) > src.count:
+            raise ValueError(f"--bands {','.join(map(str, self.bands))}: {self.path} has only {src.count} band(s)")
+        self._bands = list(self.bands)
+        if src.dtypes[0] != "uint8":
+            self._stretch = self._stretch_limits()
+            logger.info("%s: %s bands stretched to uint8 per band (2-98 %% percentiles) %s", self.path, src.dtypes[0],
+                     self._stretch.tolist())
+
+    def _stretch_limits(self) -> np.ndarray:
+        """Per-band 2nd/98th percentiles of a decimated read (≤ STRETCH_SAMPLE_SIDE² pixels), not the whole scene."""
+        from rasterio.enums import Resampling
+
+        factor = max(1, math.ceil(max(self.height, self.width) / STRETCH_SAMPLE_SIDE))
+        shape = (3, max(1, self.height // factor), max(1, self.width // factor))
+        sample = read_bands(self._src, self.path, indexes=self._bands, out_shape=shape,
+                            resampling=Resampling.nearest)
+        limits = np.stack([np.nanpercentile(b.astype(np.float32), [2, 98]) for b in sample])  # NaN: float no-data
+        return np.nan_to_num(limits).astype(np.float32)
+
+    def read_rows(self, top: int, bottom: int) -> np.ndarray:
+        """Scene rows [top, bottom) as uint8 (bottom - top, width, 3)."""
+        if self._array is not None:
+            return self._array[top:bottom]
+        from rasterio.windows import Window
+
+        bands = read_bands(self._src, self.path, indexes=self._bands,
+                           window=Window(0, top, self.width, bottom - top))  # (3, h, W)
+        if self._stretch is not None:
+            low, high = self._stretch[:, :1, None], self._stretch[:, 1:, None]  # (3, 1, 1)
+            scale = np.where(high > low, 255.0 / np.maximum(high - low, 1e-12), 0.0).astype(np.float32)
+            bands = np.clip(np.nan_to_num((bands.astype(np.float32) - low) * scale), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(bands.transpose(1, 2, 0))
+
+    def close(self) -> None:
+        if self._src is not None:
+            self._src.close()
+            self._src = None

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from misc.neighbourhood import search_offsets
 from misc.pair_sampler import affinity_labels, pair_offsets
-from misc.random_walk import propagate, search_offsets
+from misc.random_walk import propagate
 
 AFF_RADIUS = 5  # AffinityNet: pairs within 5 pixels of the feature grid (here stride 4), for training and the walk
 
@@ -88,7 +89,7 @@ def affinity_transition_weights(features: torch.Tensor, *, beta: float = 8.0, ra
         beta: sharpening exponent (AffinityNet: 8); ``a ** beta = exp(-beta · mean_c |f_i - f_j|)``.
         radius: neighbours with ``dy² + dx² < radius²`` (AffinityNet: 5).
     Returns:
-        offsets: the half-plane offsets of misc.random_walk.search_offsets(radius).
+        offsets: the half-plane offsets of misc.neighbourhood.search_offsets(radius).
         weights: (n_offsets, H, W) float32 on ``features.device``; 0 where the neighbour is off the image.
     """
     if features.dim() != 3:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+from net.registry import (BACKBONE_NAMES, DEFAULT_BACKBONE, IRN_BOUNDARIES, PREDICT_ENGINES, RW_METHODS, SEG_DECODERS,
+                          SEMI_METHODS)
+
 # Passes in pipeline order: (pass flag without "_pass", step module). run_sample runs them in this order.
 PASSES = (
     ("train_cam", "train_cam"),
@@ -32,9 +35,9 @@ PASSES = (
     ("report", "make_report"),
 )
 
-# The registered backbones (net/backbones.py BACKBONES; kept here so that parsing needs no torch import; a test checks
-# that the two agree).
-BACKBONE_CHOICES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50", "vit_small_patch16", "vit_base_patch16")
+# The registered backbones (net/registry.py: torch-free, so parsing needs no torch import; net/backbones.py checks that
+# it implements exactly these).
+BACKBONE_CHOICES = BACKBONE_NAMES
 
 _TRUE = {"true", "1", "yes", "y", "on", "t"}
 _FALSE = {"false", "0", "no", "n", "off", "f"}
@@ -207,7 +210,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "building is not outvoted by broad ones; measured on Dubai, BENCHMARKS.md)")
 
     g = parser.add_argument_group("network")
-    g.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONE_CHOICES,
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONE_CHOICES,
                    help="feature extractor of the CAM classifier, IRN and AffinityNet (the segmenter: --seg_backbone)")
     g.add_argument("--pretrained", default="default",
                    help="ImageNet weights: 'default' (shipped EfficientNet-Lite0/Lite2 weights; none for resnet50), "
@@ -272,7 +275,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("inter-pixel relation network (IRN)")
     g.add_argument("--irn_network", default="net.resnet50_irn", help="accepted for seed compatibility")
-    g.add_argument("--irn_boundary", default="gated", choices=("gated", "plain"),
+    g.add_argument("--irn_boundary", default="gated", choices=IRN_BOUNDARIES,
                    help="boundary branch: gated convolutions (ACGC) or IRN's plain one")
     g.add_argument("--irn_crop_size", type=positive_int, default=256, help="train_irn: square training crop (px)")
     g.add_argument("--irn_batch_size", type=positive_int, default=16, help="train_irn: images per step")
@@ -280,6 +283,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="train_irn: passes over --train_list")
     g.add_argument("--irn_learning_rate", type=positive_float, default=0.1, help="train_irn: SGD learning rate")
     g.add_argument("--irn_weight_decay", type=nonneg_float, default=1e-4, help="train_irn: SGD weight decay")
+
+    g = parser.add_argument_group("random walk and pseudo masks (make_sem_seg, make_ins_seg)")
     g.add_argument("--beta", type=positive_int, default=10,
                    help="random walk: affinities are raised to this power (IRN 10, AffinityNet 8)")
     g.add_argument("--exp_times", type=nonneg_int, default=4,
@@ -297,7 +302,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="make_sem_seg: divide the walked scores before the background threshold by their maximum "
                         "(max: IRN), by nothing (none: the CAMs' scale) or by the walk of a map of ones (local: the "
                         "region's mean CAM)")
-    g.add_argument("--rw_method", default="irn", choices=("irn", "affinitynet", "none"),
+    g.add_argument("--rw_method", default="irn", choices=RW_METHODS,
                    help="make_sem_seg: walk over IRN's boundary map (irn) or AffinityNet's learned affinities "
                         "(affinitynet: train it with --train_aff_pass; the paper's --beta is 8); none: no walk and "
                         "no network, the full-resolution CAMs' labels are the pseudo masks (the eval_cam rule)")
@@ -324,16 +329,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--seg_learning_rate", type=positive_float, default=0.001, help="train_seg: learning rate")
     g.add_argument("--seg_weight_decay", type=nonneg_float, default=1e-4, help="train_seg: weight decay")
     g.add_argument("--seg_val_list", default=None, help="held-out list for eval_seg")
-    g.add_argument("--predict_input", default=None, help="scene(s) to map: a file, folder or glob")
-    g.add_argument("--predict_window", type=positive_int, default=512,
-                   help="predict / eval_seg: sliding-window side (px); memory grows with it")
-    g.add_argument("--predict_overlap", type=nonneg_int, default=64,
-                   help="predict / eval_seg: overlap of neighbouring windows (px), blended")
     g.add_argument("--seg_head_channels", type=positive_int, default=256,
                    help="ASPP/decoder width of the segmentation net")
     g.add_argument("--seg_backbone", default=None, choices=BACKBONE_CHOICES,
                    help="the segmenter's encoder (default: --backbone)")
-    g.add_argument("--seg_decoder", default="deeplab", choices=("deeplab", "fpn"),
+    g.add_argument("--seg_decoder", default="deeplab", choices=SEG_DECODERS,
                    help="deeplab: DeepLabV3+ (ASPP at stride 16, a stride-4 skip); fpn: plus a stride-8 top-down step")
     _bool(g, "--seg_tta", default=False,
           help="eval_seg/predict: average the logits of the image and its horizontal and vertical flips (3x the time)")
@@ -341,8 +341,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--relabel_conf_thres", type=fraction, default=0.0,
                    help="relabel_seg (self-training): pixels whose winning probability among the tagged classes is "
                         "below this are ignored in the next round (0: keep every pixel)")
+
+    g = parser.add_argument_group("predict (whole scenes; windows also for eval_seg and select_tiles)")
+    g.add_argument("--predict_input", default=None, help="scene(s) to map: a file, folder or glob")
+    g.add_argument("--predict_window", type=positive_int, default=512,
+                   help="predict / eval_seg: sliding-window side (px); memory grows with it")
+    g.add_argument("--predict_overlap", type=nonneg_int, default=64,
+                   help="predict / eval_seg: overlap of neighbouring windows (px), blended")
     g.add_argument("--predict_batch_size", type=positive_int, default=4, help="windows per forward pass")
-    g.add_argument("--predict_engine", choices=("exact", "fast", "onnx"), default="fast",
+    g.add_argument("--predict_engine", choices=PREDICT_ENGINES, default="fast",
                    help="exact: the network as trained; fast: BatchNorm folded into the convolutions (same logits "
                         "up to float32 rounding); onnx: the folded network in ONNX Runtime, CPU only (optional: "
                         "pip install onnxruntime onnx)")
@@ -376,7 +383,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--semi_labeled_list", default=None, help="tiles trained with their ground-truth masks")
     g.add_argument("--semi_unlabeled_list", default=None,
                    help="tiles trained with pseudo labels (default: --train_list minus the labelled tiles)")
-    g.add_argument("--semi_method", default="self_training", choices=("self_training", "s4gan"),
+    g.add_argument("--semi_method", default="self_training", choices=SEMI_METHODS,
                    help="train_semi: mean-teacher self-training or S4GAN's discriminator-gated pseudo labels")
     g.add_argument("--semi_conf_thres", type=fraction, default=0.9,
                    help="self_training: teacher pixels with a lower top probability are ignored")

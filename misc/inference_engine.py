@@ -8,8 +8,8 @@
   :func:`available_engines` leaves it out. One session per window shape, exported on first use (the TF-"same"
   padding of Lite0 is traced for that shape).
 
-All take a (B, 3, h, w) uint8 window batch and return (B, K, h, w) float32 logits, as ``step.predict.make_model_fn``
-does. What each engine measured, against a FLOP yardstick of this CPU, is in BENCHMARKS.md.
+All take a (B, 3, h, w) uint8 window batch and return (B, K, h, w) float32 logits (eval_seg and select_tiles use
+``exact``). What each engine measured, against a FLOP yardstick of this CPU, is in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from misc.engine import fold_batchnorm, run_with_hooks
+from net.registry import PREDICT_ENGINES
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("exact", "fast", "onnx")
+ENGINES = PREDICT_ENGINES
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
 

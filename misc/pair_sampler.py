@@ -13,52 +13,30 @@ Pure functions over numpy arrays / torch tensors; the device is always the input
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from misc.artifacts import IGNORE_INDEX
+from misc.neighbourhood import line_pixels, search_offsets
+
 TRAIN_RADIUS = 10  # IRN's training radius at stride 4
 
 
-@functools.lru_cache(maxsize=None)
-def _pair_offsets(radius: int) -> tuple[tuple[int, int], ...]:
+def pair_offsets(radius: int = TRAIN_RADIUS) -> np.ndarray:
+    """Offsets (D, 2) int64 ``(dy, dx)`` of the half-plane pairs with ``dy² + dx² < radius²``
+    (:func:`misc.neighbourhood.search_offsets` as an array; radius 2 → [(0, 1), (1, -1), (1, 0), (1, 1)])."""
     if radius < 2:
         raise ValueError(f"radius must be >= 2 (radius 1 has no neighbour strictly inside it), got {radius}")
-    offsets = [(0, dx) for dx in range(1, radius)]
-    offsets += [(dy, dx) for dy in range(1, radius) for dx in range(-radius + 1, radius) if dy * dy + dx * dx < radius ** 2]
-    return tuple(offsets)
-
-
-def pair_offsets(radius: int = TRAIN_RADIUS) -> np.ndarray:
-    """Offsets (D, 2) int64 ``(dy, dx)`` of the half-plane pairs with ``dy² + dx² < radius²``.
-
-    Order: ``(0, 1), ..., (0, radius - 1)``, then row by row ``dy = 1 .. radius - 1``, ``dx`` increasing.
-    radius 2 → [(0, 1), (1, -1), (1, 0), (1, 1)]; radius 10 → 152 offsets.
-    """
-    return np.array(_pair_offsets(int(radius)), dtype=np.int64).reshape(-1, 2)
-
-
-def line_points(dy: int, dx: int) -> list[tuple[int, int]]:
-    """Grid points a straight line from (0, 0) to (dy, dx) passes near: those in the bounding box whose distance to
-    the line is below one pixel (both ends included). A thin boundary crossing the line cannot slip between them,
-    not even diagonally: the line (1, 1) visits (0, 0), (0, 1), (1, 0), (1, 1)."""
-    length = math.hypot(dy, dx)
-    points = []
-    for y in range(min(0, dy), max(0, dy) + 1):
-        for x in range(min(0, dx), max(0, dx) + 1):
-            if abs(dy * x - dx * y) / length < 1.0:
-                points.append((y, x))
-    return points
+    return np.array(search_offsets(int(radius)), dtype=np.int64).reshape(-1, 2)
 
 
 @functools.lru_cache(maxsize=None)
 def _path_table(radius: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(unique shifts (U, 2), groups): the line points of every offset as indices into the shifts, grouped by line
     length so that no group is padded: [(offset ids (d,), point index (d, P)), ...]."""
-    lines = [line_points(dy, dx) for dy, dx in _pair_offsets(radius)]
+    lines = [line_pixels(dy, dx) for dy, dx in pair_offsets(radius).tolist()]
     shifts = sorted({p for line in lines for p in line})
     where = {p: k for k, p in enumerate(shifts)}
     groups = []

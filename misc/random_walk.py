@@ -21,7 +21,6 @@ Memory is linear in the pixels: the graph is stored as one weight map (H, W) per
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from typing import Iterator
 
@@ -29,39 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@functools.lru_cache(maxsize=8)
-def search_offsets(radius: int) -> tuple[tuple[int, int], ...]:
-    """Half-plane neighbour offsets (dy, dx) with ``0 < dy² + dx² < radius²`` and ``dy > 0 or (dy == 0, dx > 0)``.
-
-    Each offset stands for the undirected pair {p, p + (dy, dx)}; its mirror (-dy, -dx) is the same pair seen from the
-    other pixel, so the full neighbourhood is these offsets, their mirrors and the self-loop. radius 5 → 34 offsets
-    (68 neighbours), IRN's ``PathIndex`` search directions.
-    """
-    if radius < 1:
-        raise ValueError(f"radius must be >= 1, got {radius}")
-    offsets = [(0, dx) for dx in range(1, radius)]
-    offsets += [(dy, dx) for dy in range(1, radius) for dx in range(-radius + 1, radius)
-                if dy * dy + dx * dx < radius ** 2]
-    return tuple(offsets)
-
-
-@functools.lru_cache(maxsize=128)
-def line_pixels(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
-    """Pixels (y, x) on the straight line from (0, 0) to (dy, dx), both ends included.
-
-    A pixel of the bounding box is on the line when its distance to the infinite line through the two ends is below
-    1 (IRN's rule): a line crossing a one-pixel-thick wall always picks up a wall pixel.
-    """
-    length_sq = dy * dy + dx * dx
-    if length_sq == 0:
-        return ((0, 0),)
-    pixels = []
-    for y in range(min(0, dy), max(0, dy) + 1):
-        for x in range(min(0, dx), max(0, dx) + 1):
-            if (dy * x - dx * y) ** 2 < length_sq:  # squared distance (dy*x - dx*y)² / |d|² < 1
-                pixels.append((y, x))
-    return tuple(pixels)
+from misc.neighbourhood import line_pixels, search_offsets
 
 
 def boundary_affinities(boundary: torch.Tensor, *, radius: int = 5, beta: float = 10.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from misc.artifacts import IGNORE_INDEX
 
 
 def confident_pseudo_labels(probs: torch.Tensor, threshold: float,

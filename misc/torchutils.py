@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import random
 from typing import Any, Iterable
@@ -211,14 +210,6 @@ def load_weights(model: torch.nn.Module, checkpoint: dict, *, path: str) -> None
                    else f"other shapes (file vs model): {misfit[:3]}")
         raise ValueError(f"weights in {path} do not fit {type(model).__name__}{hint}: {details}")
     model.load_state_dict(state, strict=True)
-
-
-def to_numpy_cpu(t: torch.Tensor) -> np.ndarray:
-    return t.detach().float().cpu().numpy()
-
-
-def num_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
-    return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
 
 
 def make_train_loader(dataset, batch_size: int, *, num_workers: int, seed: int):

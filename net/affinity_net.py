@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.backbones import BACKBONES, build_backbone
+from net.registry import DEFAULT_BACKBONE
 from net.irn import PAD_MULTIPLE, ConvGNReLU
 
 STAGE_WIDTHS = (32, 64, 128, 256)
@@ -34,7 +35,7 @@ class AffinityNet(nn.Module):
         embed_dim: channels of the embedding.
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", pretrained: str | None = None, embed_dim: int = 128):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, pretrained: str | None = None, embed_dim: int = 128):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from net.registry import BACKBONE_NAMES
+
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -480,6 +482,7 @@ BACKBONES: dict[str, type[Backbone]] = {
     "efficientnet_lite0": EfficientNetLite0Backbone,
     "efficientnet_lite2": EfficientNetLite2Backbone,
 }
+assert set(BACKBONES) == set(BACKBONE_NAMES), "net/registry.py BACKBONE_NAMES must list exactly BACKBONES"
 
 # The ViTs (vit_small_patch16, vit_base_patch16) live in net/vit.py, which builds on Backbone above and adds itself
 # to BACKBONES when imported; importing it here keeps the registry complete whichever module is imported first.

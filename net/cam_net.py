@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.backbones import build_backbone
+from net.registry import DEFAULT_BACKBONE
 
 
 class SemanticBoundaryHead(nn.Module):
@@ -45,7 +46,7 @@ class CAMNet(nn.Module):
     Input: (B, 3, H, W) float images in [0, 1] (normalised here with the backbone's statistics).
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 1, pretrained: str | None = "default",
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, num_classes: int = 1, pretrained: str | None = "default",
                  frozen_stages: int = 1, boundary_head: bool = False, output_stride: int = 16):
         super().__init__()
         # output_stride 8 gives CAMs on a 2x finer grid (buildings are small at 0.5 m/px) for ~2x the compute
@@ -60,6 +61,7 @@ class CAMNet(nn.Module):
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.num_classes = num_classes
+        self.backbone_name = backbone
         # None (no parameters, no state-dict keys) unless SBNet's boundary loss trains it
         self.boundary_head = SemanticBoundaryHead(self.backbone.channels, num_classes) if boundary_head else None
 

@@ -11,7 +11,7 @@ is the last block's. On a CNN backbone the same terms use stage 3 and stage 4 (b
 average of stage 4 as the "class token": the relation and consistency losses apply to any grid of features.
 
 :class:`CTFASegmenter` is the deployable half (backbone + decoder): its state-dict keys are the CTFANet's own
-(``backbone.*``, ``decoder.*``), and ``net.seg_net.build_seg_net`` builds it for a checkpoint whose config says
+(``backbone.*``, ``decoder.*``), and ``net.zoo`` builds it (kind "seg") for a checkpoint whose config says
 ``decoder: "ctfa"``, so eval_seg and predict run it like a SegNet.
 """
 from __future__ import annotations

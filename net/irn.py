@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.backbones import BACKBONES, build_backbone
+from net.registry import DEFAULT_BACKBONE, IRN_BOUNDARIES
 
 PAD_MULTIPLE = 16  # the backbone's coarsest stride
 
@@ -166,6 +167,7 @@ class DisplacementBranch(nn.Module):
 
 
 BOUNDARY_BRANCHES = {"gated": GatedBoundary, "plain": PlainBoundary}
+assert tuple(BOUNDARY_BRANCHES) == IRN_BOUNDARIES, "net/registry.py IRN_BOUNDARIES must list BOUNDARY_BRANCHES"
 
 
 class IRNet(nn.Module):
@@ -177,7 +179,7 @@ class IRNet(nn.Module):
         pretrained: backbone weights for build_backbone (None when the CAM network's are loaded afterwards).
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", boundary: str = "gated", pretrained: str | None = None):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, boundary: str = "gated", pretrained: str | None = None):
         super().__init__()
         if boundary not in BOUNDARY_BRANCHES:
             raise ValueError(f"unknown boundary branch {boundary!r}; choose one of {sorted(BOUNDARY_BRANCHES)}")

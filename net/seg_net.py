@@ -17,12 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from net.backbones import build_backbone
+from net.registry import DEFAULT_BACKBONE, SEG_DECODERS
 
 ASPP_RATES = (6, 12, 18)  # atrous rates at output stride 16 (DeepLabV3+)
 LOW_LEVEL_CHANNELS = 48
 # "deeplab": DeepLabV3+ (ASPP at s16, one skip from s4); "fpn": the same plus a top-down step through the stride-8
 # stage (ASPP → ×2 → + s8 lateral → ×2 → + s4 lateral), so building edges see the s8 features too.
-DECODERS = ("deeplab", "fpn")
+DECODERS = SEG_DECODERS
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -69,7 +70,7 @@ class SegNet(nn.Module):
     Output: (B, num_classes, H, W) logits.
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", num_classes: int = 2, pretrained: str | None = "default",
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, num_classes: int = 2, pretrained: str | None = "default",
                  head_channels: int = 256, decoder: str = "deeplab"):
         super().__init__()
         if num_classes < 2:
@@ -94,6 +95,7 @@ class SegNet(nn.Module):
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.num_classes = num_classes
+        self.backbone_name = backbone
         self.config = {"backbone": backbone, "num_classes": num_classes, "head_channels": head_channels,
                        "decoder": decoder}
         for module in self.head_modules():
@@ -130,14 +132,3 @@ class SegNet(nn.Module):
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         head = [p for m in self.head_modules() for p in m.parameters()]
         return [{"params": backbone, "lr": lr}, {"params": head, "lr": 10 * lr}]
-
-
-def build_seg_net(config: dict, pretrained: str | None = None) -> SegNet:
-    """Rebuild a SegNet from the ``config`` stored in its checkpoint (weights loaded separately)."""
-    if config.get("decoder") == "ctfa":  # the segmentation half of a CTFA network (step/train_ctfa.py)
-        from net.ctfa_net import CTFASegmenter
-
-        return CTFASegmenter(backbone=config["backbone"], num_classes=int(config["num_classes"]),
-                             pretrained=pretrained, head_channels=int(config.get("head_channels", 256)))
-    return SegNet(backbone=config["backbone"], num_classes=int(config["num_classes"]), pretrained=pretrained,
-                  head_channels=int(config.get("head_channels", 256)), decoder=config.get("decoder", "deeplab"))

@@ -13,60 +13,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from data.labels import background_free, ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
-from misc.cam import cams_to_label, scale_classes
-from misc.io import load_npz, load_png, save_args, save_json
-from misc.logutils import progress
-from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
+from misc.evaluate import DEFAULT_SWEEP, best_of_sweep, sweep_cams
+from misc.io import save_args, save_json
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SWEEP = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
-
-
-def load_ground_truth(voc12_root: str, name: str, shape: tuple[int, int]) -> np.ndarray:
-    """The uint8 class-index mask of ``name``; a size different from the prediction is an error naming the file."""
-    path = artifacts.mask_path(voc12_root, name)
-    gt = load_png(path)
-    if gt.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel class-index mask (run data.prepare), got {gt.shape}")
-    if gt.shape != tuple(shape):
-        raise ValueError(f"{path}: mask is {gt.shape[1]}x{gt.shape[0]} but the prediction is {shape[1]}x{shape[0]}")
-    return gt
-
-
-def sweep_cams(cam_dir: str, voc12_root: str, names: list[str], num_classes: int,
-               thresholds: tuple[float, ...], class_scale: str = "max") -> np.ndarray:
-    """Confusion matrices (T, C, C) of CAM labels at each background threshold, summed over ``names``."""
-    conf = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
-    for name in progress(names, desc="eval_cam"):
-        cam = load_npz(artifacts.cam_path(cam_dir, name))
-        # high_res is (k, H, W); with no class present k = 0 but H, W are still there
-        gt = load_ground_truth(voc12_root, name, cam["high_res"].shape[-2:])
-        for t, thr in enumerate(thresholds):
-            maps = scale_classes(cam["high_res"], class_scale) if not np.isfinite(thr) else cam["high_res"]
-            conf[t] += confusion_matrix(cams_to_label(maps, cam["keys"], thr), gt, num_classes)
-    return conf
-
-
-def best_of_sweep(conf: np.ndarray, thresholds: tuple[float, ...], class_names: list[str]) -> dict:
-    """The eval JSON: scores at the threshold with the highest mIoU, plus the whole sweep."""
-    sweep = []
-    for thr, c in zip(thresholds, conf):
-        s = scores_from_confusion(c)
-        sweep.append({"threshold": float(thr), "miou": s["miou"],
-                      "iou": named_scores({"iou": s["iou"]}, class_names)["iou"]})
-    best = int(np.nanargmax([s["miou"] for s in sweep]))
-    result = named_scores(scores_from_confusion(conf[best]), class_names)
-    threshold = float(thresholds[best])
-    result.update({"threshold": threshold if np.isfinite(threshold) else None, "sweep": sweep})
-    for row in sweep:
-        row["threshold"] = row["threshold"] if np.isfinite(row["threshold"]) else None
-    return result
-
 
 def log_table(result: dict, title: str) -> None:
     rows = ", ".join(f"{k} {v:.3f}" for k, v in result["iou"].items() if v is not None)

@@ -19,15 +19,13 @@ import logging
 import numpy as np
 import scipy.ndimage as ndi
 
-from data.labels import ground_truth_available, load_class_names, read_checked_list
+from data.labels import ground_truth_available, load_class_names, load_ground_truth, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, save_args, save_json
 from misc.logutils import progress
-from step.eval_cam import load_ground_truth
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -87,7 +85,7 @@ def evaluate(ins_seg_dir: str, voc12_root: str, names: list[str], num_classes: i
         pred = load_npz(artifacts.ins_seg_path(ins_seg_dir, name))
         masks = pred["masks"]  # (N, H, W)
         gt = load_ground_truth(voc12_root, name, masks.shape[-2:])
-        valid = gt != IGNORE_INDEX
+        valid = gt != artifacts.IGNORE_INDEX
         for c in range(1, num_classes):
             gts = gt_instances(gt, c)
             mine = pred["classes"] == c

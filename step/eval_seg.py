@@ -5,7 +5,7 @@ Reads:  --seg_val_list (default --eval_list, then --infer_list), <voc12_root>/JP
 Writes: <seg_out_dir>/<name>.png (uint8 predicted class index, sliding windows --predict_window/--predict_overlap),
         <seg_out_dir>/overlays/<name>.png for the first --seg_num_overlays images (image | prediction | ground
         truth), <seg_out_dir>/eval_seg.json = {"miou", "iou", "precision", "recall", "f1": {class: value},
-        "pixel_accuracy", "confusion", "num_images", "weights"} (scored by step.eval_sem_seg.evaluate_label_dir),
+        "pixel_accuracy", "confusion", "num_images", "weights"} (scored by misc.evaluate.evaluate_label_dir),
         args_eval_seg.json.
 A prediction is reused only when it is newer than --seg_weights_name (predictions depend on the weights, which may
 have changed since the last run), so a killed run resumes; --overwrite recomputes every one.
@@ -17,18 +17,18 @@ import os
 
 import torch
 
-from data.labels import ground_truth_available, load_class_names, read_checked_list
+from data.labels import ground_truth_available, load_class_names, load_ground_truth, read_checked_list
 from data.raster_io import read_image
 from misc import artifacts, dist
+from misc.evaluate import evaluate_label_dir
+from misc.inference_engine import engine_model_fn
 from misc.io import is_complete, save_args, save_json, save_png
 from misc.logutils import progress
 from misc.robust import prepare_out_dir
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, legend_entries, side_by_side
-from step.eval_cam import load_ground_truth
-from step.eval_sem_seg import evaluate_label_dir
 from misc.tta import flip_tta
-from step.predict import load_seg_model, make_model_fn
+from net.zoo import load_model
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def run(args) -> None:
     if not ground_truth_available(args.voc12_root, names, "eval_seg"):
         return
     class_names = load_class_names(args.voc12_root)
-    model, ckpt = load_seg_model(args.seg_weights_name, device)
+    model, ckpt = load_model(args.seg_weights_name, "seg", device)
     if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:
         raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
                          f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
-    model_fn = make_model_fn(model)
+    model_fn = engine_model_fn(model, "exact")
     if args.seg_tta:
         model_fn = flip_tta(model_fn)
     prepare_out_dir(args.seg_out_dir)

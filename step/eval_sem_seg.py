@@ -9,43 +9,14 @@ Under torchrun only rank 0 scores, after a barrier.
 from __future__ import annotations
 
 import logging
-from typing import Callable
-
-import numpy as np
 
 from data.labels import ground_truth_available, load_class_names, read_checked_list
 from misc import artifacts, dist
-from misc.io import load_png, save_args, save_json
-from misc.logutils import progress
-from misc.metrics import confusion_matrix, named_scores, scores_from_confusion
-from step.eval_cam import load_ground_truth
+from misc.evaluate import evaluate_label_dir
+from misc.io import save_args, save_json
 
 log = logging.getLogger(__name__)
 PASS_NAME = "eval_sem_seg"
-
-
-def evaluate_label_dir(pred_dir: str, voc12_root: str, names: list[str], class_names: list[str], *,
-                       path_of: Callable[[str, str], str] = artifacts.sem_seg_path) -> dict:
-    """Confusion-matrix scores of the label PNGs ``path_of(pred_dir, name)`` against the ground truth.
-
-    Predictions are uint8 class indices (0 background, 1..K); a 255 ("unsure") prediction counts as background, as
-    IRN's evaluation does. Ground-truth 255 pixels are skipped. Reusable by any pass that writes label PNGs.
-
-    Returns the JSON-ready dict: miou, pixel_accuracy, iou/precision/recall/f1 per class name, confusion, num_images.
-    """
-    num_classes = len(class_names)
-    conf = np.zeros((num_classes, num_classes), np.int64)
-    for name in progress(names, desc=f"evaluate {pred_dir}"):
-        path = path_of(pred_dir, name)
-        pred = load_png(path)
-        if pred.ndim != 2:
-            raise ValueError(f"{path}: expected a single-channel label PNG, got shape {pred.shape}")
-        pred = np.where(pred == artifacts.IGNORE_INDEX, 0, pred)
-        conf += confusion_matrix(pred, load_ground_truth(voc12_root, name, pred.shape), num_classes)
-    result = named_scores(scores_from_confusion(conf), class_names)
-    result["confusion"] = conf.tolist()
-    result["num_images"] = len(names)
-    return result
 
 
 def run(args) -> None:

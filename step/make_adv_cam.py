@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from data.labels import load_class_names
+from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.adv_climb import ClimbStats, adversarial_climb, climb_network, input_gradients_only, minimum_passes
-from misc.logutils import progress
-from misc.robust import BadItems
+from misc.cam_maps import present_classes, save_cam_artifact, stride4_size
+from misc.item_pass import for_each_item, start_cam_pass
 from net.cam_net import CAMNet
-from step.make_cam import present_classes, save_cam_artifact, start_cam_pass, stride4_size
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +67,30 @@ def multiscale_adv_cams(model: CAMNet, image: np.ndarray, keys: np.ndarray, scal
 
 
 def run(args) -> None:
-    from data.raster_io import read_image
-
     names, cls_labels, model, overlay_names, todo = start_cam_pass(args, "make_adv_cam")
     log.info("make_adv_cam: %d images to do (%d already done), scales %s, adv_iter %d, AD_coeff %g, AD_stepsize %g "
              "(normalised units), score_th %g, engine %s", len(todo), len(dist.shard(names)) - len(todo),
              args.cam_scales, args.adv_iter, args.AD_coeff, args.AD_stepsize, args.score_th, args.adv_engine)
     stats = ClimbStats()
     least_forwards = least_backwards = 0
-    bad = BadItems("make_adv_cam", skip_bad=args.skip_bad)
     climber = climb_network(model, args.adv_engine)  # built once; "fast" is a folded copy of the model
     del model  # the copy is all the pass needs: do not hold two sets of weights
+
+    def one(name: str) -> None:
+        nonlocal least_forwards, least_backwards
+        keys = present_classes(cls_labels, name)
+        image = read_image(artifacts.image_path(args.voc12_root, name))
+        strided, high = multiscale_adv_cams(
+            climber, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
+            ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats, engine=args.adv_engine)
+        stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
+        fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
+        least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
+        save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
+                          overlay_image=image if name in overlay_names else None,
+                          class_names=load_class_names(args.voc12_root) if name in overlay_names else None)
+
     with input_gradients_only(climber):
-        for name in progress(todo, desc="make_adv_cam"):
-            with bad.guard(name):
-                keys = present_classes(cls_labels, name)
-                image = read_image(artifacts.image_path(args.voc12_root, name))
-                strided, high = multiscale_adv_cams(
-                    climber, image, keys, args.cam_scales, adv_iter=args.adv_iter, ad_coeff=args.AD_coeff,
-                    ad_stepsize=args.AD_stepsize, score_th=args.score_th, stats=stats, engine=args.adv_engine)
-                stats.target_logits.clear()  # traces are for tests/bench; keep only the counts here
-                fwd, bwd = minimum_passes(len(args.cam_scales), args.adv_iter, len(keys))
-                least_forwards, least_backwards = least_forwards + fwd, least_backwards + bwd
-                save_cam_artifact(args.cam_out_dir, name, keys, strided, high,
-                                  overlay_image=image if name in overlay_names else None,
-                                  class_names=load_class_names(args.voc12_root) if name in overlay_names else None)
-    bad.log_summary()
+        for_each_item(todo, one, pass_name="make_adv_cam", skip_bad=args.skip_bad, gradients=True)
     log.info("make_adv_cam: %d forward / %d backward passes (minimum %d / %d); CAMs in %s", stats.forwards,
              stats.backwards, least_forwards, least_backwards, args.cam_out_dir)

@@ -161,11 +161,11 @@ def foreground_label(args, name: str, cam: dict) -> np.ndarray:
 
 def run(args) -> None:
     from data.raster_io import read_image
-    from step.train_irn import load_irn_model
+    from net.zoo import load_model
 
     device = torch.device(args.device)
     names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
-    model = load_irn_model(args.irn_weights_name, device)
+    model, _ = load_model(args.irn_weights_name, "irn", device)
     prepare_out_dir(args.ins_seg_out_dir)
     if dist.is_main():
         save_args(args, args.ins_seg_out_dir, "make_ins_seg")

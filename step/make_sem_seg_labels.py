@@ -158,15 +158,15 @@ def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: 
 
 
 def _load_boundary_model(weights_path: str, device: torch.device):
-    from step.train_irn import load_irn_model
+    from net.zoo import load_model
 
-    return load_irn_model(weights_path, device)
+    return load_model(weights_path, "irn", device)[0]
 
 
 def _load_affinity_model(weights_path: str, device: torch.device):
-    from step.train_aff import load_aff_model
+    from net.zoo import load_model
 
-    return load_aff_model(weights_path, device)
+    return load_model(weights_path, "aff", device)[0]
 
 
 def run(args) -> None:

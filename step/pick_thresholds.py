@@ -65,7 +65,7 @@ def run(args) -> None:
     result["otsu"] = {"threshold": t, "mean_below": mu0, "mean_above": mu1}
     method = "otsu"
     if args.threshold_list and not no_background:
-        from step.eval_cam import DEFAULT_SWEEP, best_of_sweep, sweep_cams
+        from misc.evaluate import DEFAULT_SWEEP, best_of_sweep, sweep_cams
 
         few = read_checked_list(args.threshold_list, args.voc12_root, skip_bad=args.skip_bad)
         class_names = load_class_names(args.voc12_root)

@@ -1,7 +1,7 @@
 """Pass predict: map whole scenes of any size with the trained segmentation network.
 
     python run_sample.py --predict_pass True --predict_input 'scenes/*.tif' --seg_weights_name sess/seg.pth
-    python -m step.predict --predict_input scene.tif --seg_weights_name sess/seg.pth --seg_out_dir result/maps
+    python predict.py --predict_input scene.tif --seg_weights_name sess/seg.pth --seg_out_dir result/maps
 
 Reads:  --predict_input (a file, a folder or a glob) of PNG / JPEG / (Geo)TIFF scenes: --bands (1-based, default
         1,2,3) are RGB (a one-band TIFF is repeated), non-uint8 data is stretched per band to 2-98 % percentiles of a
@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from typing import Callable
@@ -46,53 +45,23 @@ from typing import Callable
 import numpy as np
 import torch
 
-from data.raster_io import TIFF_EXTS, read_bands, read_image
+from data.raster_io import (DEFAULT_BANDS, TIFF_EXTS, SceneReader, parse_bands, parse_crs, parse_transform,
+                            world_file_text)
 from misc import artifacts, dist
+from misc.inference_engine import engine_model_fn
 from misc.io import atomic_path, is_complete, save_args, save_png, save_text_lines
 from misc.logutils import ProgressLog
 from misc.robust import BadItems, prepare_out_dir
-from misc.inference_engine import engine_model_fn
 from misc.sliding_window import sliding_strips, window_starts
-from misc.torchutils import load_checkpoint, load_weights
-from misc.visualize import CLASS_COLORS, label_overlay
 from misc.vectorize import StripPolygonMerger, footprint_features
-from net.seg_net import SegNet, build_seg_net
+from misc.visualize import CLASS_COLORS, label_overlay
+from net.zoo import load_model
 
 log = logging.getLogger(__name__)
 
 SCENE_EXTS = (".png", ".jpg", ".jpeg") + TIFF_EXTS
 OVERLAY_MAX_SIDE = 4000
-STRETCH_SAMPLE_SIDE = 1024  # long side of the decimated read that sets the percentile stretch
-DEFAULT_BANDS = (1, 2, 3)
-# world files GIS software writes next to a raster: <stem><ext> (and the generic .wld)
-WORLD_FILE_EXTS = {".png": (".pgw", ".pngw"), ".jpg": (".jgw", ".jpgw"), ".jpeg": (".jgw", ".jpegw"),
-                   ".tif": (".tfw", ".tifw"), ".tiff": (".tfw", ".tiffw")}
 PIXEL_COORDINATES = "pixel (x = column, y = row from the top-left corner; the scene has no georeference)"
-
-
-# --- model ----------------------------------------------------------------------------------------------------------
-
-def load_seg_model(path: str, device: torch.device) -> tuple[SegNet, dict]:
-    """The SegNet of a train_seg checkpoint, in eval mode on ``device``, and the checkpoint (class names etc.)."""
-    ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("kind") != "seg":
-        raise ValueError(f"{path} is not a segmentation checkpoint (kind {ckpt.get('kind')!r}); "
-                         f"train one with --train_seg_pass True")
-    model = build_seg_net(ckpt, pretrained=None)
-    load_weights(model, ckpt, path=path)
-    return model.to(device).eval(), ckpt
-
-
-def make_model_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Window batch (B, 3, h, w) uint8 → logits (B, K, h, w); uint8 crosses to the GPU (4× less than float)."""
-    device = next(model.parameters()).device
-
-    def model_fn(crops: torch.Tensor) -> torch.Tensor:
-        images = crops.to(device, non_blocking=True).float().div_(255)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            return model(images)
-
-    return model_fn
 
 
 # --- inputs ---------------------------------------------------------------------------------------------------------
@@ -116,201 +85,6 @@ def scene_paths(spec: str | None) -> list[str]:
         raise ValueError(f"--predict_input {spec!r}: several scenes share the name {duplicates[0]!r}; their outputs "
                          f"would overwrite each other")
     return paths
-
-
-def parse_bands(value) -> tuple[int, int, int]:
-    """--bands '3,2,1' (1-based band numbers for R, G, B) → (3, 2, 1); an error otherwise."""
-    if isinstance(value, str):
-        try:
-            value = [int(v) for v in value.replace(" ", "").split(",") if v]
-        except ValueError:
-            raise ValueError(f"--bands {value!r}: expected three 1-based band numbers, e.g. 3,2,1") from None
-    bands = tuple(int(b) for b in value)
-    if len(bands) != 3 or min(bands) < 1:
-        raise ValueError(f"--bands {','.join(map(str, bands))}: expected three 1-based band numbers for R,G,B, "
-                         f"e.g. 3,2,1 for BGR(N) imagery")
-    return bands
-
-
-def parse_transform(value: str):
-    """--predict_transform 'a,b,c,d,e,f' (rasterio's Affine order: x = a*col + b*row + c, y = d*col + e*row + f,
-    for the top-left pixel corner) → Affine."""
-    from affine import Affine
-
-    try:
-        numbers = [float(v) for v in str(value).replace(" ", "").split(",") if v]
-    except ValueError:
-        numbers = []
-    if len(numbers) != 6 or numbers[0] * numbers[4] - numbers[1] * numbers[3] == 0:
-        raise ValueError(f"--predict_transform {value!r}: expected six numbers a,b,c,d,e,f (x = a*col + b*row + c, "
-                         f"y = d*col + e*row + f of the top-left pixel corner), e.g. 0.5,0,500000,0,-0.5,2800000")
-    return Affine(*numbers)
-
-
-def find_world_file(path: str) -> str | None:
-    """The world file next to ``path`` (``tile.png`` → ``tile.pgw``, ``tile.pngw`` or ``tile.wld``), or None."""
-    stem, ext = os.path.splitext(path)
-    for world_ext in WORLD_FILE_EXTS.get(ext.lower(), ()) + (".wld",):
-        for candidate in (stem + world_ext, stem + world_ext.upper()):
-            if os.path.isfile(candidate):
-                return candidate
-    return None
-
-
-def read_world_file(path: str):
-    """A world file's six lines (A, D, B, E, C, F; C/F = centre of the top-left pixel) → Affine of pixel corners."""
-    from affine import Affine
-
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            numbers = [float(line) for line in f.read().split()]
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"world file {path} is not six numbers: {err}") from err
-    if len(numbers) != 6:
-        raise ValueError(f"world file {path} holds {len(numbers)} numbers, expected 6 (A, D, B, E, C, F)")
-    a, d, b, e, c, f = numbers
-    return Affine(a, b, c - 0.5 * a - 0.5 * b, d, e, f - 0.5 * d - 0.5 * e)  # centre → corner of pixel (0, 0)
-
-
-def world_file_text(transform) -> list[str]:
-    """The six world-file lines of a corner transform (inverse of :func:`read_world_file`)."""
-    t = transform
-    return [repr(float(v)) for v in (t.a, t.d, t.b, t.e, t.c + 0.5 * t.a + 0.5 * t.b, t.f + 0.5 * t.d + 0.5 * t.e)]
-
-
-def _read_prj(path: str):
-    """CRS of the ``.prj`` (WKT) sidecar of a world file, or None."""
-    from rasterio.crs import CRS
-
-    candidate = os.path.splitext(path)[0] + ".prj"
-    if not os.path.isfile(candidate):
-        return None
-    try:
-        with open(candidate, encoding="utf-8-sig") as f:
-            return CRS.from_user_input(f.read().strip())
-    except Exception as err:  # rasterio raises CRSError
-        raise ValueError(f"{candidate}: not a CRS (WKT or EPSG code): {err}") from err
-
-
-def parse_crs(value):
-    """--predict_crs 'EPSG:32640' (or any string rasterio understands) → CRS; None stays None."""
-    if value in (None, ""):
-        return None
-    from rasterio.crs import CRS
-
-    try:
-        return CRS.from_user_input(value)
-    except Exception as err:
-        raise ValueError(f"--predict_crs {value!r}: not a CRS (e.g. EPSG:32640): {err}") from err
-
-
-class SceneReader:
-    """Rows of a scene as uint8 RGB (h, W, 3): windowed rasterio reads for TIFF, a decoded array otherwise.
-
-    Attributes: height, width, is_tiff, crs (rasterio CRS or None), transform (Affine; identity without one),
-    georeferenced (False: footprints stay in pixel coordinates), georeference (where it came from, for the log).
-
-    Args:
-        bands: 1-based band numbers that form R, G, B.
-        crs, transform: --predict_crs / --predict_transform (override what the file and a world file say).
-    """
-
-    def __init__(self, path: str, bands=DEFAULT_BANDS, crs=None, transform=None):
-        from affine import Affine
-
-        self.path = path
-        self.is_tiff = path.lower().endswith(TIFF_EXTS)
-        self.crs, self.transform = None, Affine.identity()
-        self.bands = parse_bands(bands)
-        self._src = None
-        self._array = None
-        self._stretch = None  # (3, 2) float32 per-band (low, high) for non-uint8 TIFF data
-        if self.is_tiff:
-            self._open_tiff()
-        else:
-            rgb = read_image(path)  # (H, W, 3); a grey image is already repeated
-            if max(self.bands) > 3:
-                raise ValueError(f"--bands {','.join(map(str, self.bands))}: {path} is a PNG/JPEG with 3 bands (R,G,B)")
-            self._array = rgb if self.bands == DEFAULT_BANDS else np.ascontiguousarray(
-                rgb[..., [b - 1 for b in self.bands]])
-            self.height, self.width = self._array.shape[:2]
-        self._georeference(crs, transform)
-
-    def _georeference(self, crs, transform) -> None:
-        from affine import Affine
-
-        self.georeferenced = self.transform != Affine.identity()
-        self.georeference = "GeoTIFF" if self.georeferenced else None
-        if not self.georeferenced:
-            world = find_world_file(self.path)
-            if world:
-                self.transform = read_world_file(world)
-                self.crs = self.crs or _read_prj(world)
-                self.georeferenced, self.georeference = True, f"world file {world}"
-        if transform is not None:
-            self.transform = transform
-            self.georeferenced, self.georeference = True, "--predict_transform"
-        if crs is not None:
-            if self.crs is not None and self.crs != crs:
-                log.warning("%s: --predict_crs %s replaces the file's CRS %s", self.path, crs, self.crs)
-            self.crs = crs
-            if not self.georeferenced:
-                raise ValueError(f"{self.path}: --predict_crs needs a transform too: a world file next to the scene "
-                                 f"({'/'.join(WORLD_FILE_EXTS.get(os.path.splitext(self.path)[1].lower(), ()))}"
-                                 f"/.wld) or --predict_transform")
-
-    def _open_tiff(self) -> None:
-        import rasterio
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            try:
-                self._src = rasterio.open(self.path)
-            except rasterio.errors.RasterioError as err:
-                raise ValueError(f"corrupt or unreadable raster {self.path}: {err}") from err
-        src = self._src
-        self.height, self.width = src.height, src.width
-        self.crs = src.crs
-        self.transform = src.transform
-        if src.count < 3 and self.bands == DEFAULT_BANDS:
-            self.bands = (1, 1, 1)  # a grey scene
-        if max(self.bands) > src.count:
-            raise ValueError(f"--bands {','.join(map(str, self.bands))}: {self.path} has only {src.count} band(s)")
-        self._bands = list(self.bands)
-        if src.dtypes[0] != "uint8":
-            self._stretch = self._stretch_limits()
-            log.info("%s: %s bands stretched to uint8 per band (2-98 %% percentiles) %s", self.path, src.dtypes[0],
-                     self._stretch.tolist())
-
-    def _stretch_limits(self) -> np.ndarray:
-        """Per-band 2nd/98th percentiles of a decimated read (≤ STRETCH_SAMPLE_SIDE² pixels), not the whole scene."""
-        from rasterio.enums import Resampling
-
-        factor = max(1, math.ceil(max(self.height, self.width) / STRETCH_SAMPLE_SIDE))
-        shape = (3, max(1, self.height // factor), max(1, self.width // factor))
-        sample = read_bands(self._src, self.path, indexes=self._bands, out_shape=shape,
-                            resampling=Resampling.nearest)
-        limits = np.stack([np.nanpercentile(b.astype(np.float32), [2, 98]) for b in sample])  # NaN: float no-data
-        return np.nan_to_num(limits).astype(np.float32)
-
-    def read_rows(self, top: int, bottom: int) -> np.ndarray:
-        """Scene rows [top, bottom) as uint8 (bottom - top, width, 3)."""
-        if self._array is not None:
-            return self._array[top:bottom]
-        from rasterio.windows import Window
-
-        bands = read_bands(self._src, self.path, indexes=self._bands,
-                           window=Window(0, top, self.width, bottom - top))  # (3, h, W)
-        if self._stretch is not None:
-            low, high = self._stretch[:, :1, None], self._stretch[:, 1:, None]  # (3, 1, 1)
-            scale = np.where(high > low, 255.0 / np.maximum(high - low, 1e-12), 0.0).astype(np.float32)
-            bands = np.clip(np.nan_to_num((bands.astype(np.float32) - low) * scale), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(bands.transpose(1, 2, 0))
-
-    def close(self) -> None:
-        if self._src is not None:
-            self._src.close()
-            self._src = None
 
 
 # --- outputs --------------------------------------------------------------------------------------------------------
@@ -510,7 +284,7 @@ def predict_scene(path: str, out_dir: str, model_fn: Callable[[torch.Tensor], to
 
 def run(args) -> None:
     device = torch.device(args.device)
-    model, ckpt = load_seg_model(args.seg_weights_name, device)
+    model, ckpt = load_model(args.seg_weights_name, "seg", device)
     class_names = list(ckpt.get("class_names") or [f"class_{i}" for i in range(model.num_classes)])
     paths = scene_paths(args.predict_input)
     bands = parse_bands(getattr(args, "bands", DEFAULT_BANDS))
@@ -586,14 +360,3 @@ def remove_maps_of_other_weights(out_dir: str, paths: list[str], weights: str) -
         log.warning("predict: %s held maps made with %s; removed %d of their files before mapping with %s",
                     out_dir, old or "unknown weights", removed, weights)
     return removed
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m step.predict ...``: run_sample's parser and set-up with the predict pass switched on."""
-    from run_sample import main as run_sample_main
-
-    return run_sample_main(["--predict_pass", "True", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

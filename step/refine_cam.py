@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from data.labels import load_class_names, overlay_sample, read_checked_list
+from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.cam import max_normalize
+from misc.cam_maps import write_cam_overlay
 from misc.io import load_npz, save_args, save_npz
-from misc.logutils import progress
+from misc.item_pass import for_each_item
 from misc.par import par_refine
 from misc.random_walk import stride_size
-from misc.robust import BadItems, prepare_out_dir
+from misc.robust import prepare_out_dir
 
 log = logging.getLogger(__name__)
 PASS_NAME = "refine_cam"
@@ -44,9 +46,6 @@ def refine_one(image: np.ndarray, keys: np.ndarray, high_res: np.ndarray, *, num
 
 
 def run(args) -> None:
-    from data.raster_io import read_image
-    from step.make_cam import write_cam_overlay
-
     if not args.refined_cam_out_dir:
         raise ValueError("refine_cam: --refined_cam_out_dir is required (the refined CAMs' folder)")
     if os.path.abspath(args.refined_cam_out_dir) == os.path.abspath(args.cam_out_dir):
@@ -62,19 +61,16 @@ def run(args) -> None:
                               args.cam_num_overlays)
     log.info("%s: %d images to do (%d already done), %d PAR iterations, dilations %s", PASS_NAME, len(todo),
              len(mine) - len(todo), args.par_num_iter, args.par_dilations)
-    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
     dilations = tuple(int(d) for d in args.par_dilations)
-    with torch.inference_mode():
-        for name in progress(todo, desc=PASS_NAME):
-            with bad.guard(name):
-                cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
-                image = read_image(artifacts.image_path(args.voc12_root, name))
-                strided, high = refine_one(image, cam["keys"], cam["high_res"], num_iter=args.par_num_iter,
-                                           dilations=dilations)
-                if name in overlays:
-                    write_cam_overlay(out_dir, name, image, cam["keys"], high,
-                                      class_names=load_class_names(args.voc12_root))
-                save_npz(artifacts.cam_path(out_dir, name), keys=cam["keys"].astype(np.int64), cam=strided,
-                         high_res=high)
-    bad.log_summary()
+
+    def one(name: str) -> None:
+        cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
+        image = read_image(artifacts.image_path(args.voc12_root, name))
+        strided, high = refine_one(image, cam["keys"], cam["high_res"], num_iter=args.par_num_iter,
+                                   dilations=dilations)
+        if name in overlays:
+            write_cam_overlay(out_dir, name, image, cam["keys"], high, class_names=load_class_names(args.voc12_root))
+        save_npz(artifacts.cam_path(out_dir, name), keys=cam["keys"].astype(np.int64), cam=strided, high_res=high)
+
+    for_each_item(todo, one, pass_name=PASS_NAME, skip_bad=args.skip_bad)
     log.info("%s: refined CAMs in %s", PASS_NAME, out_dir)

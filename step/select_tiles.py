@@ -23,18 +23,18 @@ import torch
 from data.labels import load_class_names, read_checked_list
 from data.raster_io import read_image
 from misc import active_learning, artifacts
+from misc.inference_engine import engine_model_fn
 from misc.io import save_args, save_json, save_text_lines
 from misc.logutils import progress
 from misc.sliding_window import predict_sliding
+from net.zoo import load_model
 
 log = logging.getLogger(__name__)
 
 
 def cam_scores(names: list[str], voc12_root: str, weights: str, strategy: str, device: torch.device) -> np.ndarray:
     """(N,) uncertainty of the CAM classifier's image-level sigmoids, binary entropy/margin averaged over classes."""
-    from step.make_cam import load_cam_model
-
-    model = load_cam_model(weights, device)
+    model, _ = load_model(weights, "cam", device)
     scores = np.zeros(len(names), np.float64)
     with torch.inference_mode():
         for i, name in enumerate(progress(names, desc="select_tiles (cam)")):
@@ -47,10 +47,8 @@ def cam_scores(names: list[str], voc12_root: str, weights: str, strategy: str, d
 
 def seg_scores(names: list[str], args, strategy: str, device: torch.device) -> np.ndarray:
     """(N,) uncertainty of the segmenter's pixel softmax, averaged over each tile's pixels."""
-    from step.predict import load_seg_model, make_model_fn
-
-    model, ckpt = load_seg_model(args.seg_weights_name, device)
-    model_fn = make_model_fn(model)
+    model, ckpt = load_model(args.seg_weights_name, "seg", device)
+    model_fn = engine_model_fn(model, "exact")
     num_classes = int(ckpt["num_classes"])
     scores = np.zeros(len(names), np.float64)
     with torch.inference_mode():

@@ -27,55 +27,15 @@ from misc.affinity import AFF_RADIUS, affinity_edge_map, affinity_loss, feature_
 from misc.io import save_args, save_png
 from misc.logutils import progress
 from misc.robust import clean_training_outputs
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
-                             resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
+from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch,
+                             wrap_distributed)
 from misc.visualize import cam_overlay, side_by_side
 from net.affinity_net import AffinityNet
-from net.backbones import BACKBONES
+from net.zoo import build_on_cam_backbone, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
 
 LOSS_KEYS = ("total", "pos_bg", "pos_fg", "neg")
-
-
-def build_aff_from_cam(args, device: torch.device) -> AffinityNet:
-    """AffinityNet whose frozen backbone is the trained CAM network's (ImageNet weights if that file is missing)."""
-    from step.make_cam import load_cam_model
-
-    if os.path.isfile(args.cam_weights_name):
-        cam = load_cam_model(args.cam_weights_name, torch.device("cpu"))
-        name = next(k for k, cls in BACKBONES.items() if type(cam.backbone) is cls)
-        if name != args.backbone:
-            log.warning("train_aff: %s was trained with backbone %s, not --backbone %s; using %s",
-                        args.cam_weights_name, name, args.backbone, name)
-        model = AffinityNet(backbone=name, pretrained=None)
-        model.backbone.load_state_dict(cam.backbone.state_dict())
-        log.info("train_aff: backbone %s from the CAM network %s", name, args.cam_weights_name)
-    else:
-        pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
-        log.warning("train_aff: CAM weights %s not found; the frozen backbone uses pretrained=%r instead",
-                    args.cam_weights_name, pretrained)
-        model = AffinityNet(backbone=args.backbone, pretrained=pretrained)
-    return model.to(device)
-
-
-def load_aff_model(weights_path: str, device: torch.device) -> AffinityNet:
-    """Rebuild AffinityNet from its self-describing checkpoint (backbone and width as trained), eval mode.
-
-    A file that is not an AffinityNet checkpoint, or whose weights do not fit, is an error naming the file.
-    """
-    ckpt = load_checkpoint(weights_path, map_location="cpu")
-    if ckpt.get("kind") != "aff":
-        raise ValueError(f"{weights_path} is not an AffinityNet checkpoint (kind={ckpt.get('kind')!r}, model class "
-                         f"{ckpt.get('model_class')!r}); pass the file written by --train_aff_pass as "
-                         f"--aff_weights_name")
-    backbone = ckpt.get("backbone") or ckpt.get("args", {}).get("backbone", "efficientnet_lite0")
-    model = AffinityNet(backbone=backbone, pretrained=None, embed_dim=int(ckpt.get("embed_dim", 128)))
-    try:
-        load_weights(model, ckpt, path=weights_path)
-    except RuntimeError as err:  # same keys, other shapes
-        raise ValueError(f"weights in {weights_path} do not fit AffinityNet(backbone={backbone!r}): {err}") from err
-    return model.to(device).eval()
 
 
 def write_affinity_overlays(model: AffinityNet, args, names: list[str], device: torch.device) -> None:
@@ -99,7 +59,9 @@ def run(args) -> None:
     names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.aff_crop_size,
                          seed=args.seed)
-    model = build_aff_from_cam(args, device)
+    _, config = spec_from_args("aff", args)
+    model = build_on_cam_backbone("aff", config, cam_weights=args.cam_weights_name, backbone=args.backbone,
+                                  pretrained=pretrained_weights(args.pretrained), who="train_aff").to(device)
     log.info("train_aff: %d images, crop %d, backbone %s, embedding %d, pair radius %d at stride 4",
              len(names), args.aff_crop_size, model.backbone_name, model.embed_dim, AFF_RADIUS)
 
@@ -144,10 +106,8 @@ def run(args) -> None:
                  args.aff_num_epochs, metrics["total"], metrics["pos_bg"], metrics["pos_fg"], metrics["neg"],
                  metrics["epoch_seconds"])
         if dist.is_main():
-            save_checkpoint(args.aff_weights_name, model=model, args=args, step=optimizer.global_step,
-                            metrics=metrics, optimizer=optimizer,
-                            extra={"epoch": epoch + 1, "kind": "aff", "backbone": model.backbone_name,
-                                   "embed_dim": model.embed_dim, "radius": AFF_RADIUS})
+            save_model(args.aff_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                       optimizer=optimizer, extra={"epoch": epoch + 1, "radius": AFF_RADIUS})
         dist.barrier()
     if dist.is_main() and args.cam_num_overlays > 0:
         write_affinity_overlays(model, args, names[: args.cam_num_overlays], device)

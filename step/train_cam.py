@@ -24,20 +24,19 @@ from misc.io import save_args
 from misc.logutils import progress
 from misc.robust import clean_training_outputs
 from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
-from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
-                             seed_epoch, wrap_distributed)
+from misc.torchutils import PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch, wrap_distributed
 from net.cam_net import CAMNet
+from net.zoo import build_model, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
 
 
 def build_cam_net(args, num_classes: int, pretrained: bool = True) -> CAMNet:
     """The CAM network the arguments describe (ImageNet weights only when training from scratch)."""
-    weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
+    weights = pretrained_weights(args.pretrained) if pretrained else None
     if pretrained and weights is None:
         log.warning("train_cam: --pretrained none: the backbone starts from random weights")
-    return CAMNet(backbone=args.backbone, num_classes=num_classes, pretrained=weights,
-                  boundary_head=args.cam_boundary_loss > 0, output_stride=args.cam_output_stride)
+    return build_model("cam", *spec_from_args("cam", args, num_classes=num_classes), pretrained=weights)
 
 
 def cam_step_losses(model, images: torch.Tensor, labels: torch.Tensor, *, smooth_weight: float = 0.0,
@@ -141,8 +140,7 @@ def run(args) -> None:
                  epoch + 1, args.cam_num_epochs, metrics["loss"], metrics["accuracy"], metrics["epoch_seconds"],
                  metrics["epoch_seconds"] / max(total_seen, 1))
         if dist.is_main():
-            save_checkpoint(args.cam_weights_name, model=model, args=args, step=optimizer.global_step,
-                            metrics=metrics, optimizer=optimizer,
-                            extra={"epoch": epoch + 1, "num_classes": num_classes, "kind": "cam"})
+            save_model(args.cam_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                       optimizer=optimizer, extra={"epoch": epoch + 1})
         dist.barrier()
     log.info("train_cam: weights in %s", args.cam_weights_name)

@@ -21,62 +21,15 @@ from misc.io import save_args, save_png
 from misc.logutils import progress
 from misc.robust import clean_training_outputs
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, make_train_loader,
-                             resume_checkpoint, save_checkpoint, seed_epoch, wrap_distributed)
+from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch,
+                             wrap_distributed)
 from misc.visualize import cam_overlay, side_by_side
-from net.backbones import BACKBONES
 from net.irn import IRNet
+from net.zoo import build_on_cam_backbone, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
 
 LOSS_KEYS = ("total", "pos_bg", "pos_fg", "neg", "dp_fg", "dp_bg")
-
-
-def build_irn_from_cam(args, device: torch.device) -> IRNet:
-    """IRNet whose frozen backbone is the trained CAM network's (ImageNet weights if that file is missing)."""
-    from step.make_cam import load_cam_model
-
-    if os.path.isfile(args.cam_weights_name):
-        cam = load_cam_model(args.cam_weights_name, torch.device("cpu"))
-        name = next(k for k, cls in BACKBONES.items() if type(cam.backbone) is cls)
-        if name != args.backbone:
-            log.warning("train_irn: %s was trained with backbone %s, not --backbone %s; using %s",
-                        args.cam_weights_name, name, args.backbone, name)
-        model = IRNet(backbone=name, boundary=args.irn_boundary, pretrained=None)
-        model.backbone.load_state_dict(cam.backbone.state_dict())
-        log.info("train_irn: backbone %s from the CAM network %s", name, args.cam_weights_name)
-    else:
-        pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
-        log.warning("train_irn: CAM weights %s not found; the frozen backbone uses pretrained=%r instead "
-                    "(boundaries and displacements will be worse)", args.cam_weights_name, pretrained)
-        model = IRNet(backbone=args.backbone, boundary=args.irn_boundary, pretrained=pretrained)
-    return model.to(device)
-
-
-def load_irn_model(weights_path: str, device: torch.device) -> IRNet:
-    """Rebuild IRNet from its self-describing checkpoint (backbone and boundary branch as trained), eval mode.
-
-    A file that is not an IRN checkpoint, or whose weights do not fit the architecture it names, is an error naming
-    the file.
-    """
-    ckpt = load_checkpoint(weights_path, map_location="cpu")
-    if ckpt.get("kind") != "irn":
-        raise ValueError(f"{weights_path} is not an IRN checkpoint (kind={ckpt.get('kind')!r}, model class "
-                         f"{ckpt.get('model_class')!r}); pass the file written by --train_irn_pass as "
-                         f"--irn_weights_name")
-    built = ckpt.get("args", {})
-    backbone = ckpt.get("backbone") or built.get("backbone", "efficientnet_lite0")
-    boundary = ckpt.get("boundary") or built.get("irn_boundary", "gated")
-    try:
-        model = IRNet(backbone=backbone, boundary=boundary, pretrained=None)
-    except ValueError as err:
-        raise ValueError(f"{weights_path}: {err}") from err
-    try:
-        load_weights(model, ckpt, path=weights_path)
-    except RuntimeError as err:  # same keys, other shapes: load_state_dict's own error
-        raise ValueError(f"weights in {weights_path} do not fit IRNet(backbone={backbone!r}, boundary={boundary!r}): "
-                         f"{err}") from err
-    return model.to(device).eval()
 
 
 def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.device) -> None:
@@ -100,7 +53,9 @@ def run(args) -> None:
     names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
     dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.irn_crop_size,
                          seed=args.seed)
-    model = build_irn_from_cam(args, device)
+    _, config = spec_from_args("irn", args)
+    model = build_on_cam_backbone("irn", config, cam_weights=args.cam_weights_name, backbone=args.backbone,
+                                  pretrained=pretrained_weights(args.pretrained), who="train_irn").to(device)
     log.info("train_irn: %d images, crop %d, boundary branch %s, backbone %s, pair radius %d at stride 4",
              len(names), args.irn_crop_size, model.boundary_kind, model.backbone_name, TRAIN_RADIUS)
 
@@ -146,10 +101,8 @@ def run(args) -> None:
                  "bg %.3f), %.1f s", epoch + 1, args.irn_num_epochs, metrics["total"], metrics["pos_bg"],
                  metrics["pos_fg"], metrics["neg"], metrics["dp_fg"], metrics["dp_bg"], metrics["epoch_seconds"])
         if dist.is_main():
-            save_checkpoint(args.irn_weights_name, model=model, args=args, step=optimizer.global_step,
-                            metrics=metrics, optimizer=optimizer,
-                            extra={"epoch": epoch + 1, "kind": "irn", "boundary": model.boundary_kind,
-                                   "backbone": model.backbone_name})
+            save_model(args.irn_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                       optimizer=optimizer, extra={"epoch": epoch + 1})
         dist.barrier()
     if dist.is_main() and args.cam_num_overlays > 0:
         write_boundary_overlays(model, args, names[: args.cam_num_overlays], device)

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 
 import torch
-import torch.nn.functional as F
 
 from data.labels import load_class_names, read_checked_list
 from data.seg_dataset import SegmentationDataset
@@ -23,29 +22,11 @@ from misc import artifacts, dist
 from misc.io import save_args
 from misc.logutils import progress
 from misc.robust import clean_training_outputs
-from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, save_checkpoint,
-                             seed_epoch, wrap_distributed)
-from net.seg_net import SegNet
+from misc.losses import seg_loss
+from misc.torchutils import PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch, wrap_distributed
+from net.zoo import build_model, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
-
-
-def build_seg_net_from_args(args, num_classes: int, pretrained: bool = True) -> SegNet:
-    """The segmentation network the arguments describe (ImageNet backbone weights only when training from scratch)."""
-    weights = None if (not pretrained or str(args.pretrained).lower() == "none") else args.pretrained
-    return SegNet(backbone=args.seg_backbone or args.backbone, num_classes=num_classes, pretrained=weights,
-                  head_channels=args.seg_head_channels, decoder=args.seg_decoder)
-
-
-def seg_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over the non-ignored pixels, and their count.
-
-    ``F.cross_entropy(..., ignore_index=255)`` averages over zero pixels to NaN when a crop is all ignore (e.g. a
-    crop fully in the padding); summing and dividing by max(count, 1) gives 0 instead.
-    """
-    valid = int((labels != artifacts.IGNORE_INDEX).sum())
-    loss = F.cross_entropy(logits, labels, ignore_index=artifacts.IGNORE_INDEX, reduction="sum") / max(valid, 1)
-    return loss, valid
 
 
 def run(args) -> None:
@@ -63,7 +44,8 @@ def run(args) -> None:
              len(names), counts["gt"], counts["pseudo"], args.sem_seg_out_dir, num_classes, class_names,
              args.seg_backbone or args.backbone)
 
-    model = build_seg_net_from_args(args, num_classes).to(device)
+    model = build_model("seg", *spec_from_args("seg", args, num_classes=num_classes),
+                        pretrained=pretrained_weights(args.pretrained)).to(device)
     loader, sampler, generator = make_train_loader(dataset, args.seg_batch_size, num_workers=args.num_workers,
                                                    seed=args.seed)
     max_step = len(loader) * args.seg_num_epochs
@@ -107,9 +89,8 @@ def run(args) -> None:
                  epoch + 1, args.seg_num_epochs, metrics["loss"], metrics["pixel_accuracy"], metrics["epoch_seconds"],
                  metrics["epoch_seconds"] / max(total_images, 1))
         if dist.is_main():
-            save_checkpoint(args.seg_weights_name, model=model, args=args, step=optimizer.global_step,
-                            metrics=metrics, optimizer=optimizer,
-                            extra={"kind": "seg", "epoch": epoch + 1, "class_names": class_names,
-                                   "label_source": args.seg_label_source, **model.config})
+            save_model(args.seg_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                       optimizer=optimizer, extra={"epoch": epoch + 1, "class_names": class_names,
+                                                   "label_source": args.seg_label_source})
         dist.barrier()
     log.info("train_seg: weights in %s", args.seg_weights_name)

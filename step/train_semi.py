@@ -49,15 +49,16 @@ from misc.logutils import progress
 from misc.robust import clean_training_outputs
 from misc.semi import (confident_pseudo_labels, ema_decay_at, ema_update, feature_matching_loss, gated_pseudo_labels,
                        one_hot_labels, set_requires_grad)
-from misc.torchutils import (PolyOptimizer, check_finite, load_checkpoint, load_weights, save_checkpoint, seed_epoch,
-                             seeded_generator)
+from misc.losses import seg_loss
+from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, seed_epoch, seeded_generator
 from net.discriminator import S4GANDiscriminator
-from net.seg_net import SegNet, build_seg_net
-from step.train_seg import build_seg_net_from_args, seg_loss
+from net.registry import SEMI_METHODS
+from net.seg_net import SegNet
+from net.zoo import build_model, model_from_checkpoint, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
 
-METHODS = ("self_training", "s4gan")
+METHODS = SEMI_METHODS
 
 
 def split_names(labeled: list[str], unlabeled: list[str] | None, train: list[str] | None) -> tuple[list[str], list[str]]:
@@ -146,13 +147,13 @@ def discriminator_loss(disc: S4GANDiscriminator, images_l: torch.Tensor, labels_
 def build_student(args, num_classes: int, device: torch.device) -> SegNet:
     """From --semi_init_weights (its own architecture) or fresh (ImageNet backbone, --seg_head_channels)."""
     if not args.semi_init_weights:
-        return build_seg_net_from_args(args, num_classes).to(device)
+        return build_model("seg", *spec_from_args("seg", args, num_classes=num_classes),
+                           pretrained=pretrained_weights(args.pretrained)).to(device)
     ckpt = load_checkpoint(args.semi_init_weights, map_location="cpu")
     if ckpt.get("kind") != "seg" or int(ckpt.get("num_classes", -1)) != num_classes:
         raise ValueError(f"--semi_init_weights {args.semi_init_weights} is not a segmentation checkpoint for "
                          f"{num_classes} classes (kind {ckpt.get('kind')!r}, num_classes {ckpt.get('num_classes')})")
-    model = build_seg_net(ckpt, pretrained=None)
-    load_weights(model, ckpt, path=args.semi_init_weights)
+    model = model_from_checkpoint(ckpt, "seg", path=args.semi_init_weights)
     log.info("train_semi: starting from %s", args.semi_init_weights)
     return model.to(device)
 
@@ -198,7 +199,7 @@ def run(args) -> None:
         teacher = copy.deepcopy(model).eval()  # eval: no dropout in the pseudo labels
         set_requires_grad(teacher, False)
     else:
-        disc = S4GANDiscriminator(num_classes, base_channels=args.s4gan_disc_channels).to(device).train()
+        disc = build_model("disc", *spec_from_args("disc", args, num_classes=num_classes)).to(device).train()
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=args.s4gan_disc_lr, betas=(0.9, 0.99))
 
     start_epoch, loss_per_epoch, sup_per_epoch = 0, [], []
@@ -289,8 +290,7 @@ def run(args) -> None:
                  "" if disc is None else f", accepted tiles {100 * metrics['accepted_tile_fraction']:.1f} %, "
                                          f"D loss {metrics['loss_disc']:.3f}, FM {metrics['loss_fm']:.4f}",
                  metrics["epoch_seconds"])
-        extra = {"kind": "seg", "epoch": epoch + 1, "class_names": class_names, "label_source": f"semi_{method}",
-                 **model.config,
+        extra = {"epoch": epoch + 1, "class_names": class_names, "label_source": f"semi_{method}",
                  "semi": {"method": method, "labeled_list": args.semi_labeled_list, "num_labeled": len(labeled),
                           "num_unlabeled": len(unlabeled), "conf_thres": args.semi_conf_thres,
                           "class_portion": args.semi_class_portion, "ema_decay": args.semi_ema_decay,
@@ -301,7 +301,7 @@ def run(args) -> None:
             extra["discriminator"] = {k: v.detach().cpu() for k, v in disc.state_dict().items()}
             extra["discriminator_optimizer"] = disc_optimizer.state_dict()
             extra["discriminator_config"] = disc.config
-        save_checkpoint(args.semi_weights_name, model=model, args=args, step=optimizer.global_step, metrics=metrics,
-                        optimizer=optimizer, extra=extra)
+        save_model(args.semi_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                   optimizer=optimizer, extra=extra)
     log.info("train_semi: weights in %s (evaluate with --eval_seg_pass True --seg_weights_name %s)",
              args.semi_weights_name, args.semi_weights_name)

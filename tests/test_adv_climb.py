@@ -18,7 +18,7 @@ from misc.io import load_npz, save_jpg, save_json, save_png, save_text_lines
 from misc.torchutils import save_checkpoint
 from net.cam_net import CAMNet
 from step.make_adv_cam import multiscale_adv_cams
-from step.make_cam import multiscale_cams, save_cam_artifact
+from misc.cam_maps import multiscale_cams, save_cam_artifact
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from misc.pair_sampler import gather_pairs, pair_offsets
 from misc.random_walk import search_offsets
 from misc.torchutils import save_checkpoint
 from net.affinity_net import AffinityNet
-from step.train_aff import load_aff_model
+from net.zoo import load_model
 
 PATCH = 64
 
@@ -90,10 +90,10 @@ def test_affinity_net_shapes_and_checkpoint(tmp_path):
     path = str(tmp_path / "aff.pth")
     save_checkpoint(path, model=model, args={}, step=0, extra={"kind": "aff", "backbone": "efficientnet_lite0",
                                                                "embed_dim": 16})
-    assert torch.equal(load_aff_model(path, torch.device("cpu"))(x), model.eval()(x))
+    assert torch.equal(load_model(path, "aff")[0](x), model.eval()(x))
     save_checkpoint(str(tmp_path / "other.pth"), model=model, args={}, step=0, extra={"kind": "irn"})
     with pytest.raises(ValueError, match="not an AffinityNet checkpoint"):
-        load_aff_model(str(tmp_path / "other.pth"), torch.device("cpu"))
+        load_model(str(tmp_path / "other.pth"), "aff")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 from misc.cli import build_parser
 from misc.torchutils import save_checkpoint
 from net.ctfa_net import CTFANet, CTFASegmenter, ctfa_from_checkpoint
-from net.seg_net import build_seg_net
+from net.zoo import build_model, load_model
 from step.train_ctfa import ctfa_step_losses
 
 WEIGHTS = {"patch": 0.2, "class": 0.5, "seg": 0.1, "fg": 0.1}
@@ -85,19 +85,18 @@ def test_segmenter_is_the_networks_half(vit_net):
     assert torch.allclose(logits, up, atol=1e-5)
 
 
-def test_checkpoints_load_through_make_cam_and_build_seg_net(vit_net, tmp_path):
-    from step.make_cam import load_cam_model
-
+def test_checkpoints_load_through_the_zoo(vit_net, tmp_path):
     path = tmp_path / "ctfa.pth"
     save_checkpoint(str(path), model=vit_net, args=build_parser().parse_args([]), step=0,
                     extra={"kind": "ctfa", "num_classes": 2, "model_config": dict(vit_net.config)})
-    loaded = load_cam_model(str(path), torch.device("cpu"))
+    loaded, _ = load_model(str(path), "cam", torch.device("cpu"))
     assert isinstance(loaded, CTFANet) and not loaded.training
     images = torch.rand(1, 3, 32, 48)
     vit_net.eval()
     with torch.no_grad():
         assert torch.allclose(loaded.forward_with_cams(images)[1], vit_net.forward_with_cams(images)[1], atol=1e-6)
-    rebuilt = build_seg_net({**vit_net.config, "num_classes": 3})
+    config = {k: v for k, v in vit_net.config.items() if k != "backbone"}
+    rebuilt = build_model("seg", vit_net.config["backbone"], {**config, "num_classes": 3})
     assert isinstance(rebuilt, CTFASegmenter) and set(rebuilt.state_dict()) == set(vit_net.segmenter_state_dict())
     with pytest.raises(ValueError, match="model_config"):
         ctfa_from_checkpoint({"state_dict": {}})

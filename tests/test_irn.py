@@ -12,7 +12,8 @@ from data.irn_dataset import IRNDataset
 from misc import artifacts
 from misc.cli import build_parser
 from misc.io import save_jpg, save_png
-from misc.pair_sampler import (affinity_labels, boundary_to_affinity, downsample_label, gather_pairs, line_points,
+from misc.neighbourhood import line_pixels
+from misc.pair_sampler import (affinity_labels, boundary_to_affinity, downsample_label, gather_pairs,
                                pair_losses, pair_offsets)
 from misc.torchutils import PolyOptimizer, load_checkpoint, save_checkpoint
 from net.irn import IRNet
@@ -95,8 +96,8 @@ def test_offsets_radius_10_cover_half_the_disk():
 
 
 def test_line_points_do_not_let_a_diagonal_slip_through():
-    assert sorted(line_points(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert sorted(line_points(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert sorted(line_pixels(1, 1)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted(line_pixels(0, 3)) == [(0, 0), (0, 1), (0, 2), (0, 3)]
 
 
 def test_affinity_labels_of_a_hand_made_label():
@@ -146,7 +147,7 @@ def test_affinity_matches_an_explicit_max_along_each_line():
     torch.manual_seed(0)
     boundary = torch.rand(2, 1, 11, 13, requires_grad=True)
     aff = boundary_to_affinity(boundary, radius=5, max_elements=1000)  # small chunks: the chunking must not matter
-    reference = torch.stack([1 - gather_pairs(boundary[:, 0], line_points(dy, dx), fill=0.0).max(dim=1).values
+    reference = torch.stack([1 - gather_pairs(boundary[:, 0], line_pixels(dy, dx), fill=0.0).max(dim=1).values
                              for dy, dx in pair_offsets(5).tolist()], dim=1)  # (2, D, 11, 13)
     assert aff.shape == reference.shape == (2, len(pair_offsets(5)), 11, 13)
     assert torch.equal(aff, reference)
@@ -251,7 +252,8 @@ def test_a_few_training_steps_decrease_the_loss(tmp_path):
 
 def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
     from net.cam_net import CAMNet
-    from step.train_irn import load_irn_model, run
+    from net.zoo import load_model
+    from step.train_irn import run
 
     paths = make_fixture(tmp_path)
     args = fixture_args(paths, tmp_path, "--irn_boundary", "plain")
@@ -266,7 +268,7 @@ def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
     assert os.path.isfile(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "a"))
     assert os.path.isfile(artifacts.args_json_path(str(tmp_path / "sess"), "train_irn"))
 
-    model = load_irn_model(args.irn_weights_name, torch.device("cpu"))
+    model = load_model(args.irn_weights_name, "irn")[0]
     assert isinstance(model, IRNet) and model.boundary_kind == "plain" and not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, ckpt["state_dict"][key]), key
@@ -282,19 +284,19 @@ def test_train_pass_checkpoint_round_trip_and_cam_backbone(tmp_path):
 
 def test_load_irn_model_rejects_other_files(tmp_path, nets):
     from net.cam_net import CAMNet
-    from step.train_irn import load_irn_model
+    from net.zoo import load_model
 
     cam_file = str(tmp_path / "cam.pth")
     save_checkpoint(cam_file, model=CAMNet("efficientnet_lite0", 1, pretrained=None), args={}, step=0,
                     extra={"kind": "cam"})
     with pytest.raises(ValueError, match="cam.pth.*not an IRN checkpoint"):
-        load_irn_model(cam_file, torch.device("cpu"))
+        load_model(cam_file, "irn")
     # an IRN file that says "gated" but holds the plain branch's weights
     bad_file = str(tmp_path / "bad_irn.pth")
     save_checkpoint(bad_file, model=nets["plain"], args={"backbone": "efficientnet_lite0"}, step=0,
                     extra={"kind": "irn", "boundary": "gated", "backbone": "efficientnet_lite0"})
     with pytest.raises(ValueError, match="bad_irn.pth"):
-        load_irn_model(bad_file, torch.device("cpu"))
+        load_model(bad_file, "irn")
 
 
 def test_displacement_branch_learns_offsets_to_object_centres():

@@ -17,7 +17,7 @@ from shapely.geometry import box, shape
 import misc.sliding_window as sw
 from misc.sliding_window import predict_sliding, ramp_weights, sliding_strips, window_grid, window_starts
 from misc.vectorize import StripPolygonMerger, footprint_features, mask_to_polygons, polygons_to_mask
-from step import predict as predict_step
+import predict as predict_entry
 from step.predict import predict_scene, scene_paths
 
 @pytest.fixture(autouse=True, scope="module")
@@ -304,7 +304,7 @@ def test_predict_command_line_with_a_segnet_checkpoint(tmp_path):
     scenes.mkdir()
     _write_scene(scenes / "geo.tif", height=40, width=50, dtype="uint8", bands=3)
     out = tmp_path / "maps"
-    rc = predict_step.main(["--predict_input", str(scenes), "--seg_weights_name", str(weights), "--seg_out_dir",
+    rc = predict_entry.main(["--predict_input", str(scenes), "--seg_weights_name", str(weights), "--seg_out_dir",
                             str(out), "--predict_window", "32", "--predict_overlap", "8", "--device", "cpu",
                             "--log_name", str(tmp_path / "log"), "--quiet"])
     assert rc == 0

@@ -15,8 +15,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import shape
 
-from step import predict as predict_step
-from step.predict import parse_bands, parse_transform, predict_scene, read_world_file, world_file_text
+import predict as predict_entry
+from data.raster_io import parse_bands, parse_transform, read_world_file, world_file_text
+from step.predict import predict_scene
 
 CLASSES = ["background", "building"]
 
@@ -154,20 +155,20 @@ def test_rerun_with_other_weights_never_keeps_old_maps(tmp_path):
     out = tmp_path / "maps"
     common = ["--predict_input", str(scene), "--seg_out_dir", str(out), "--predict_window", "32",
               "--predict_overlap", "8", "--device", "cpu", "--log_name", str(tmp_path / "log"), "--quiet"]
-    assert predict_step.main(common + ["--seg_weights_name", weights_a]) == 0
+    assert predict_entry.main(common + ["--seg_weights_name", weights_a]) == 0
     classes = out / "tile_classes.png"
     assert cv2.imread(str(classes), cv2.IMREAD_UNCHANGED).max() == 0
-    assert predict_step.main(common + ["--seg_weights_name", weights_b]) == 0
+    assert predict_entry.main(common + ["--seg_weights_name", weights_b]) == 0
     assert json.load(open(out / "args_predict.json"))["seg_weights_name"] == weights_b
     assert cv2.imread(str(classes), cv2.IMREAD_UNCHANGED).min() == 1  # B's map, not A's
     # same weights again: the maps are reused (not rewritten)
     before = os.path.getmtime(classes)
-    assert predict_step.main(common + ["--seg_weights_name", weights_b]) == 0
+    assert predict_entry.main(common + ["--seg_weights_name", weights_b]) == 0
     assert os.path.getmtime(classes) == before
     # the same weights file retrained after the maps: redone
     time.sleep(0.05)
     _seg_checkpoint(weights_b, seed=0)
-    assert predict_step.main(common + ["--seg_weights_name", weights_b]) == 0
+    assert predict_entry.main(common + ["--seg_weights_name", weights_b]) == 0
     assert cv2.imread(str(classes), cv2.IMREAD_UNCHANGED).max() == 0
 
 

@@ -401,7 +401,7 @@ def test_prepare_makes_nodata_pixels_ignore_and_counts_them(tmp_path):
 def test_truncated_geotiff_names_the_file_and_gdal_s_reason(tmp_path):
     import rasterio
 
-    from step.predict import SceneReader
+    from data.raster_io import SceneReader
 
     path = tmp_path / "cut.tif"
     with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint16") as dst:

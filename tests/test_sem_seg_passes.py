@@ -5,8 +5,6 @@ seconds and the walk has real edges to respect.
 """
 import json
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -86,15 +84,11 @@ def stand_in_irn(monkeypatch):
     model = GradientBoundary()
     loaded = []
 
-    def load_irn_model(path, device):
+    def load_boundary_model(path, device):
         loaded.append(path)
         return model
 
-    try:
-        import step.train_irn  # noqa: F401  (the real module, when it imports here)
-        monkeypatch.setattr("step.train_irn.load_irn_model", load_irn_model)
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "step.train_irn", types.SimpleNamespace(load_irn_model=load_irn_model))
+    monkeypatch.setattr("step.make_sem_seg_labels._load_boundary_model", load_boundary_model)
     model.loaded = loaded
     return model
 

@@ -17,7 +17,7 @@ from misc.semi import (confident_pseudo_labels, discriminator_gate, ema_decay_at
 from misc.torchutils import load_checkpoint
 from net.discriminator import S4GANDiscriminator
 from step import eval_seg, train_semi
-from step.predict import load_seg_model
+from net.zoo import load_model
 
 
 class FixedLogits(nn.Module):
@@ -247,7 +247,7 @@ def test_s4gan_trains_the_discriminator_and_resumes(dataset_root, tmp_path):
     assert second["epoch"] == 2 and second["step"] == 4
     assert second["metrics"]["loss_per_epoch"][0] == first["metrics"]["loss_per_epoch"][0]  # epoch 1 not redone
     assert any(not torch.equal(first["discriminator"][k], second["discriminator"][k]) for k in first["discriminator"])
-    model, _ = load_seg_model(str(tmp_path / "semi.pth"), torch.device("cpu"))
+    model, _ = load_model(str(tmp_path / "semi.pth"), "seg")
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 2, 32, 32)
 
 
@@ -256,17 +256,17 @@ def test_self_training_resumed_run_equals_an_uninterrupted_one(dataset_root, tmp
     torch.manual_seed(0)
     train_semi.run(_args(dataset_root, tmp_path / "straight", *extra))
 
-    real_save = train_semi.save_checkpoint
+    real_save = train_semi.save_model
 
     def save_then_die(*args, **kwargs):  # the run is killed right after its first checkpoint
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
     torch.manual_seed(0)
-    monkeypatch.setattr(train_semi, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(train_semi, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_semi.run(_args(dataset_root, tmp_path / "resumed", *extra))
-    monkeypatch.setattr(train_semi, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_semi, "save_model", real_save)
     assert load_checkpoint(str(tmp_path / "resumed" / "semi.pth"))["epoch"] == 1
     train_semi.run(_args(dataset_root, tmp_path / "resumed", "--resume", "True", *extra))
     straight = load_checkpoint(str(tmp_path / "straight" / "semi.pth"))

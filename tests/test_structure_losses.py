@@ -10,7 +10,7 @@ from misc.structure_losses import (boundary_loss, charbonnier, image_edges, lapl
                                    smoothness_loss, sobel)
 from misc.torchutils import save_checkpoint
 from net.cam_net import CAMNet
-from step.make_cam import load_cam_model
+from net.zoo import load_model
 from step.train_cam import build_cam_net, cam_step_losses
 
 
@@ -141,7 +141,7 @@ def test_checkpoints_with_and_without_the_boundary_head_load(tmp_path):
         model = CAMNet("efficientnet_lite0", num_classes=1, pretrained=None, boundary_head=head)
         path = str(tmp_path / f"cam_{head}.pth")
         save_checkpoint(path, model=model, args=_args(), step=0, extra={"num_classes": 1, "kind": "cam"})
-        loaded = load_cam_model(path, torch.device("cpu"))
+        loaded = load_model(path, "cam")[0]
         assert (loaded.boundary_head is not None) == head
         x = torch.rand(1, 3, 32, 32)
         assert torch.equal(loaded(x), model.eval()(x))

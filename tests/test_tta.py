@@ -2,7 +2,8 @@
 import torch
 
 from misc.tta import flip_tta
-from net.seg_net import SegNet, build_seg_net
+from net.seg_net import SegNet
+from net.zoo import build_model, checkpoint_spec, describe
 
 
 def test_flip_tta_by_hand():
@@ -27,8 +28,10 @@ def test_fpn_decoder_shapes_and_rebuild():
     with torch.no_grad():
         out = model(torch.rand(1, 3, 70, 90))
     assert out.shape == (1, 4, 70, 90) and torch.isfinite(out).all()
-    rebuilt = build_seg_net(model.config).eval()
+    kind, name, config = describe(model)
+    rebuilt = build_model(kind, name, config).eval()
     rebuilt.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert torch.equal(rebuilt(torch.rand(1, 3, 64, 64) * 0 + 0.5), model(torch.rand(1, 3, 64, 64) * 0 + 0.5))
-    assert build_seg_net({"backbone": "efficientnet_lite0", "num_classes": 2}).decoder_kind == "deeplab"  # old ckpt
+    old = {"kind": "seg", "backbone": "efficientnet_lite0", "num_classes": 2}  # a checkpoint from before the decoders
+    assert build_model("seg", *checkpoint_spec(old, "seg")).decoder_kind == "deeplab"

@@ -1,0 +1,67 @@
+"""The frame of a per-item inference pass: the output folder, this rank's pending items and the guarded item loop.
+
+    todo = open_item_pass(args, "make_cam", out_dir, names, lambda n: artifacts.cam_path(out_dir, n))
+    for_each_item(todo, do_one, pass_name="make_cam", skip_bad=args.skip_bad)
+
+``open_item_pass`` removes the stale temp files of a killed run from ``out_dir``, writes ``args_<pass>.json`` there
+(rank 0) and returns this rank's share of ``names`` whose artifact is not complete yet (all of them under
+--overwrite), so a rerun resumes where a killed one stopped. ``for_each_item`` runs ``do_one(name)`` over them with
+a progress bar, without gradients, and under --skip_bad logs, counts and skips an item that fails on its own.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from misc import dist
+from misc.io import save_args
+from misc.logutils import progress
+from misc.robust import BadItems, pending_items, prepare_out_dir
+
+
+def open_item_pass(args: Any, pass_name: str, out_dir: str, names: list[str], artifact_of: Callable[[str], str], *,
+                   pending_name: str | None = None) -> list[str]:
+    """Prepare ``out_dir`` and return this rank's pending names (see the module docstring).
+
+    ``artifact_of(name)``: the file whose completeness marks the item done (the last one the item writes).
+    ``pending_name``: how the log names the pass when it redoes incomplete artifacts (default ``pass_name``).
+    """
+    prepare_out_dir(out_dir)
+    if dist.is_main():
+        save_args(args, out_dir, pass_name)
+    return pending_items(dist.shard(names), artifact_of, overwrite=args.overwrite,
+                         pass_name=pending_name or pass_name)
+
+
+def for_each_item(todo: list[str], do_one: Callable[[str], Any], *, pass_name: str, skip_bad: bool,
+                  gradients: bool = False) -> BadItems:
+    """``do_one(name)`` for every name, in inference mode unless ``gradients`` (AdvCAM climbs on the input); returns
+    the skipped items' record after logging its summary."""
+    bad = BadItems(pass_name, skip_bad=skip_bad)
+    with torch.inference_mode(not gradients):
+        for name in progress(todo, desc=pass_name):
+            with bad.guard(name):
+                do_one(name)
+    bad.log_summary()
+    return bad
+
+
+def start_cam_pass(args: Any, pass_name: str):
+    """The frame of make_cam and make_adv_cam before their loop: the list, the image-level labels, the CAM network
+    (--cam_weights_name), the output folder (args json, stale temp files removed), the overlay sample and this rank's
+    pending names.
+
+    Returns (names, cls_labels, model, overlay_names, todo)."""
+    from data.labels import load_cls_labels, overlay_sample, read_checked_list
+    from misc import artifacts
+    from net.zoo import load_model
+
+    labels_file = artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path)
+    cls_labels = load_cls_labels(labels_file)
+    names = read_checked_list(args.infer_list, args.voc12_root, cls_labels=cls_labels, skip_bad=args.skip_bad)
+    model, _ = load_model(args.cam_weights_name, "cam", torch.device(args.device))
+    todo = open_item_pass(args, pass_name, args.cam_out_dir, names, lambda n: artifacts.cam_path(args.cam_out_dir, n),
+                          pending_name="cam")
+    overlay_names = overlay_sample(names, labels_file, args.cam_num_overlays)
+    return names, cls_labels, model, overlay_names, todo
