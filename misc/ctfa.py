@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from misc.par import PAR_DILATIONS, par_refine
 
-IGNORE_INDEX = 255
+from misc.artifacts import IGNORE_INDEX
 
 
 def relation_matrix(feats: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

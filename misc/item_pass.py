@@ -65,3 +65,21 @@ def start_cam_pass(args: Any, pass_name: str):
                           pending_name="cam")
     overlay_names = overlay_sample(names, labels_file, args.cam_num_overlays)
     return names, cls_labels, model, overlay_names, todo
+
+
+def segmenter_window_fn(args: Any, class_names: list[str]):
+    """(window function, checkpoint) of the segmenter --seg_weights_name for eval_seg and relabel_seg: the exact
+    engine, flips averaged with --seg_tta. A segmenter trained on other classes than classes.json's is an error."""
+    import torch
+
+    from misc import artifacts
+    from misc.inference_engine import engine_model_fn
+    from misc.tta import flip_tta
+    from net.zoo import load_model
+
+    model, ckpt = load_model(args.seg_weights_name, "seg", torch.device(args.device))
+    if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:
+        raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
+                         f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
+    model_fn = engine_model_fn(model, "exact")
+    return (flip_tta(model_fn) if args.seg_tta else model_fn), ckpt

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IGNORE = 255
+from misc.artifacts import IGNORE_INDEX as IGNORE
 
 
 def tag_restricted_label(probs: torch.Tensor, keys: np.ndarray, *, has_background: bool,

@@ -482,11 +482,12 @@ BACKBONES: dict[str, type[Backbone]] = {
     "efficientnet_lite0": EfficientNetLite0Backbone,
     "efficientnet_lite2": EfficientNetLite2Backbone,
 }
-assert set(BACKBONES) == set(BACKBONE_NAMES), "net/registry.py BACKBONE_NAMES must list exactly BACKBONES"
 
 # The ViTs (vit_small_patch16, vit_base_patch16) live in net/vit.py, which builds on Backbone above and adds itself
 # to BACKBONES when imported; importing it here keeps the registry complete whichever module is imported first.
 import net.vit  # noqa: E402,F401
+
+assert set(BACKBONES) == set(BACKBONE_NAMES), "net/registry.py BACKBONE_NAMES must list exactly BACKBONES"
 
 
 def build_backbone(name: str, pretrained: str | None = "default", freeze_bn: bool = True,

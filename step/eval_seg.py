@@ -21,31 +21,22 @@ from data.labels import ground_truth_available, load_class_names, load_ground_tr
 from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.evaluate import evaluate_label_dir
-from misc.inference_engine import engine_model_fn
 from misc.io import is_complete, save_args, save_json, save_png
 from misc.logutils import progress
+from misc.item_pass import segmenter_window_fn
 from misc.robust import prepare_out_dir
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, legend_entries, side_by_side
-from misc.tta import flip_tta
-from net.zoo import load_model
 
 log = logging.getLogger(__name__)
 
 
 def run(args) -> None:
-    device = torch.device(args.device)
     names = read_checked_list(args.seg_val_list or args.eval_list or args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     if not ground_truth_available(args.voc12_root, names, "eval_seg"):
         return
     class_names = load_class_names(args.voc12_root)
-    model, ckpt = load_model(args.seg_weights_name, "seg", device)
-    if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:
-        raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
-                         f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
-    model_fn = engine_model_fn(model, "exact")
-    if args.seg_tta:
-        model_fn = flip_tta(model_fn)
+    model_fn, _ = segmenter_window_fn(args, class_names)
     prepare_out_dir(args.seg_out_dir)
     if dist.is_main():
         save_args(args, args.seg_out_dir, "eval_seg")

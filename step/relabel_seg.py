@@ -28,29 +28,21 @@ from misc import artifacts, dist
 from misc.io import is_complete, load_png, save_args, save_png
 from misc.logutils import progress
 from misc.relabel import tag_restricted_label
+from misc.item_pass import segmenter_window_fn
 from misc.robust import BadItems, prepare_out_dir
 from misc.sliding_window import predict_sliding
-from misc.tta import flip_tta
 from misc.visualize import label_overlay, legend_entries, side_by_side
-from misc.inference_engine import engine_model_fn
-from net.zoo import load_model
 
 log = logging.getLogger(__name__)
 PASS_NAME = "relabel_seg"
 
 
 def run(args) -> None:
-    device = torch.device(args.device)
     labels_file = artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path)
     cls_labels = load_cls_labels(labels_file)
     names = read_checked_list(args.infer_list, args.voc12_root, cls_labels=cls_labels, skip_bad=args.skip_bad)
     class_names = load_class_names(args.voc12_root)
-    model, ckpt = load_model(args.seg_weights_name, "seg", device)
-    if ckpt.get("class_names") and list(ckpt["class_names"]) != class_names:
-        raise ValueError(f"{args.seg_weights_name} was trained on classes {ckpt['class_names']}, but "
-                         f"{artifacts.classes_json_path(args.voc12_root)} lists {class_names}")
-    model_fn = engine_model_fn(model, "exact")
-    model_fn = flip_tta(model_fn) if args.seg_tta else model_fn
+    model_fn, _ = segmenter_window_fn(args, class_names)
     has_background = not background_free(args.voc12_root, args.background)
     out_dir = args.relabel_out_dir
     prepare_out_dir(out_dir)
