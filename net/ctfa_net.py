@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from misc.ctfa import foreground_activated_log_probs
 from net.backbones import build_backbone
+from net.seg_net import he_init_convs
 from net.vit import ViTBackbone
 
 
@@ -50,11 +51,7 @@ class DualBranchDecoder(nn.Module):
         self.foreground = _conv_gn_relu(width, width, dilation)
         self.semantic_classifier = nn.Conv2d(width, num_classes, 1)
         self.foreground_classifier = nn.Conv2d(width, 1, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        he_init_convs(self)
         # small last layers: the first pseudo labels are noisy, large initial logits would only amplify them
         nn.init.normal_(self.semantic_classifier.weight, std=0.01)
         nn.init.normal_(self.foreground_classifier.weight, std=0.01)

@@ -26,6 +26,15 @@ LOW_LEVEL_CHANNELS = 48
 DECODERS = SEG_DECODERS
 
 
+def he_init_convs(module: nn.Module) -> None:
+    """He (fan-out, ReLU) initialisation of every convolution in ``module``, biases zero: the heads' fresh layers."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
@@ -99,11 +108,7 @@ class SegNet(nn.Module):
         self.config = {"backbone": backbone, "num_classes": num_classes, "head_channels": head_channels,
                        "decoder": decoder}
         for module in self.head_modules():
-            for m in module.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+            he_init_convs(module)
         # The last layer starts small: He init there gives logits of std ~16 and a first-epoch loss of 5+ on a binary
         # problem, which the pretrained backbone then pays for with large, damaging updates.
         nn.init.normal_(self.classifier.weight, std=0.01)
