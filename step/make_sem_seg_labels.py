@@ -38,9 +38,10 @@ import torch.nn.functional as F
 
 from data.labels import background_free, load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
-from misc.io import load_npz, load_png, save_args, save_npz, save_png
+from misc.io import load_npz, load_png, save_npz, save_png
 from misc.logutils import progress
-from misc.robust import BadItems, pending_items, prepare_out_dir
+from misc.item_pass import open_item_pass
+from misc.robust import BadItems
 from misc.cam import cams_to_label, scale_classes
 from misc.affinity import affinity_edge_map, affinity_random_walk
 from misc.random_walk import label_from_random_walk, random_walk, random_walk_scores, stride_size
@@ -180,12 +181,8 @@ def run(args) -> None:
     device = torch.device(args.device)
     names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     out_dir = args.sem_seg_out_dir
-    prepare_out_dir(out_dir)
-    if dist.is_main():
-        save_args(args, out_dir, PASS_NAME)
+    todo = open_item_pass(args, PASS_NAME, out_dir, names, lambda n: artifacts.sem_seg_path(out_dir, n))
     mine = dist.shard(names)
-    todo = pending_items(mine, lambda n: artifacts.sem_seg_path(out_dir, n), overwrite=args.overwrite,
-                         pass_name=PASS_NAME)
     overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
                                    args.cam_num_overlays)
     log.info("%s: %d images to do (%d already done), %s walk, beta %s, exp_times %d, bg threshold %.2f, "

@@ -21,6 +21,7 @@ import run_sample
 from data import raster_io
 from misc import artifacts, robust
 from misc.io import WriteError, is_complete, load_png, save_npz, save_png, save_text_lines
+from tests.test_bad_input import error_line, run
 from tests.tiny_data import make_cam_checkpoint, make_dataset
 
 
@@ -42,17 +43,6 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def run(tmp_path, *argv) -> int:
-    return run_sample.main(["--quiet", "True", "--device", "cpu", "--log_name", str(tmp_path / "log"),
-                            "--cam_scales", "1.0", "--cam_num_overlays", "0", *argv])
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # --- a full disk ------------------------------------------------------------------------------------------------------
