@@ -46,8 +46,9 @@ def label_sources(names: list[str], label_source: str, pixel_names: list[str] | 
 class SegmentationDataset(SeededDataset):
     """Training crops with per-pixel labels: {'name', 'img': (3, S, S) float [0, 1], 'label': (S, S) int64}.
 
-    Labels are 0..num_classes-1 with 255 = ignore; pixels padded by the crop are 255 too. Augmentation: random
-    rescale, a random flip/90° rotation (overhead imagery has no 'up'), colour jitter and a random crop. Randomness
+    Labels are 0..num_classes-1 with 255 = ignore; pixels padded by the crop are 255 too. Augmentation (each one
+    can be left out through ``augment``): random rescale ("scale"), a random flip/90° rotation ("dihedral": overhead
+    imagery has no 'up'), colour jitter ("jitter"); the random crop is always taken. Randomness
     comes from (seed, epoch, index) so results do not depend on the number of workers; call :meth:`set_epoch`.
 
     Every label file is checked at construction, so a missing pseudo mask stops the pass before training starts,
@@ -56,7 +57,8 @@ class SegmentationDataset(SeededDataset):
 
     def __init__(self, voc12_root: str, names: list[str], *, num_classes: int, crop_size: int,
                  label_source: str = "pseudo", pseudo_dir: str | None = None, pixel_names: list[str] | None = None,
-                 scale_range: tuple[float, float] = (0.75, 1.25), seed: int = 0):
+                 scale_range: tuple[float, float] = (0.75, 1.25),
+                 augment: tuple[str, ...] = ("scale", "dihedral", "jitter"), seed: int = 0):
         self.voc12_root = voc12_root
         super().__init__(names, seed)
         self.sources = label_sources(self.names, label_source, pixel_names)
@@ -66,6 +68,7 @@ class SegmentationDataset(SeededDataset):
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.scale_range = scale_range
+        self.augment = frozenset(augment)
         missing = [self.label_path(n) for n in self.names if not os.path.isfile(self.label_path(n))]
         if missing:
             hint = ("run make_sem_seg (--make_sem_seg_pass) for these images or fix --sem_seg_out_dir"
@@ -97,10 +100,13 @@ class SegmentationDataset(SeededDataset):
         if image.shape[:2] != label.shape:
             raise ValueError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but its label "
                              f"{self.label_path(name)} is {label.shape[1]}x{label.shape[0]}")
-        scale = rng.uniform(*self.scale_range)
-        image, label = rescale(image, scale), rescale(label, scale, nearest=True)
-        image, label = random_dihedral([image, label], rng)
-        image = color_jitter(image, rng)
+        if "scale" in self.augment:
+            scale = rng.uniform(*self.scale_range)
+            image, label = rescale(image, scale), rescale(label, scale, nearest=True)
+        if "dihedral" in self.augment:
+            image, label = random_dihedral([image, label], rng)
+        if "jitter" in self.augment:
+            image = color_jitter(image, rng)
         image, label = random_crop([image, label], self.crop_size, rng, fill_values=[0.0, artifacts.IGNORE_INDEX])
         return {"name": name, "img": torch.from_numpy(image.transpose(2, 0, 1).copy()),
                 "label": torch.from_numpy(label.astype(np.int64))}

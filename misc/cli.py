@@ -67,6 +67,20 @@ def float_list(value: str) -> tuple[float, ...]:
     return result
 
 
+SEG_AUGMENTS = ("scale", "dihedral", "jitter")
+
+
+def augment_list(value: str) -> tuple[str, ...]:
+    """'scale,dihedral,jitter' (any subset, in any order) or 'none' -> the augmentations to apply."""
+    items = [v for v in str(value).replace(" ", "").lower().split(",") if v]
+    if items == ["none"]:
+        return ()
+    unknown = [v for v in items if v not in SEG_AUGMENTS]
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(f"expected 'none' or a comma list of {', '.join(SEG_AUGMENTS)}; got {value!r}")
+    return tuple(a for a in SEG_AUGMENTS if a in items)
+
+
 # --- numbers checked at parse time ----------------------------------------------------------------------------------
 # Each type names its range (``range_text``); the help formatter prints it next to the default, so --help shows
 # e.g. "(default: 256; > 0)". A value outside is an argparse error naming the option, before anything runs.
@@ -324,6 +338,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "(mixed: --seg_pixel_list names the ground-truth tiles)")
     g.add_argument("--seg_pixel_list", default=None, help="mixed: images whose ground-truth masks are used")
     g.add_argument("--seg_crop_size", type=positive_int, default=256, help="train_seg: square training crop (px)")
+    g.add_argument("--seg_augment", type=augment_list, default=",".join(SEG_AUGMENTS),
+                   help="train_seg: augmentations of the training crops: scale (random 0.75-1.25x), dihedral "
+                        "(random flip / 90° rotation), jitter (brightness, contrast, saturation); a comma list "
+                        "or 'none'")
     g.add_argument("--seg_batch_size", type=positive_int, default=8, help="train_seg: images per step")
     g.add_argument("--seg_num_epochs", type=positive_int, default=10, help="train_seg: passes over --train_list")
     g.add_argument("--seg_learning_rate", type=positive_float, default=0.001, help="train_seg: learning rate")

@@ -38,7 +38,7 @@ def run(args) -> None:
                    if args.seg_label_source == "mixed" and args.seg_pixel_list else None)
     dataset = SegmentationDataset(args.voc12_root, names, num_classes=num_classes, crop_size=args.seg_crop_size,
                                   label_source=args.seg_label_source, pseudo_dir=args.sem_seg_out_dir,
-                                  pixel_names=pixel_names, seed=args.seed)
+                                  pixel_names=pixel_names, augment=args.seg_augment, seed=args.seed)
     counts = Counter(dataset.sources.values())
     log.info("train_seg: %d images (%d ground truth, %d pseudo masks from %s), %d classes %s, backbone %s",
              len(names), counts["gt"], counts["pseudo"], args.sem_seg_out_dir, num_classes, class_names,

@@ -123,6 +123,34 @@ def test_augmentation_is_seeded_by_epoch_and_index(dataset_root):
     assert not torch.equal(ds[2]["img"], a["img"])
 
 
+def test_no_augmentation_is_the_plain_crop(dataset_root):
+    """--seg_augment none: a 48x48 tile cropped to 48 is the tile itself, unchanged."""
+    ds = SegmentationDataset(str(dataset_root), NAMES, num_classes=2, crop_size=48, label_source="gt",
+                             augment=())
+    item = ds[1]
+    image = cv2.imread(str(dataset_root / "JPEGImages" / "t1.png"))[:, :, ::-1].astype(np.float32) / 255
+    assert np.allclose(item["img"].numpy().transpose(1, 2, 0), image, atol=1e-6)
+    assert np.array_equal(item["label"].numpy(), ds.load_label("t1"))
+    # dihedral only: the label is a flip/rotation of the mask (no rescale, no new values)
+    ds = SegmentationDataset(str(dataset_root), NAMES, num_classes=2, crop_size=48, label_source="gt",
+                             augment=("dihedral",))
+    label = ds.load_label("t1")
+    variants = [np.rot90(v, k) for v in (label, label[:, ::-1]) for k in range(4)]
+    assert any(np.array_equal(ds[1]["label"].numpy(), v) for v in variants)
+
+
+@pytest.mark.parametrize("text, expected", [("none", ()), ("jitter,scale", ("scale", "jitter")),
+                                            ("scale,dihedral,jitter", ("scale", "dihedral", "jitter"))])
+def test_seg_augment_flag(text, expected):
+    assert build_parser().parse_args(["--seg_augment", text]).seg_augment == expected
+
+
+def test_seg_augment_flag_rejects_unknown_names(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--seg_augment", "flip"])
+    assert "--seg_augment" in capsys.readouterr().err
+
+
 def test_missing_pseudo_mask_is_a_clear_error(dataset_root, tmp_path):
     pseudo = tmp_path / "pseudo"
     shutil.copytree(dataset_root / "pseudo", pseudo)
