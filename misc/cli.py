@@ -273,7 +273,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="pick_thresholds: a few tiles WITH masks to choose the background threshold on (default: "
                         "none, Otsu's cut of the CAM scores, no ground truth needed)")
     g.add_argument("--refined_cam_out_dir", default=None,
-                   help="refine_cam: where the PAR-refined CAMs go (CAM format; pass it as --cam_out_dir downstream)")
+                   help="refine_cam: where the refined CAMs go (CAM format; pass it as --cam_out_dir downstream)")
+    g.add_argument("--refine_method", default="par", choices=("par", "superpixel"),
+                   help="refine_cam: par = pixel-adaptive refinement over colour affinities (AFA/ToCo); superpixel = "
+                        "each class map averaged inside SLIC superpixels")
+    g.add_argument("--superpixel_size", type=positive_int, default=16,
+                   help="refine_cam superpixel: SLIC grid step (px), about one superpixel's side")
+    g.add_argument("--superpixel_compactness", type=positive_float, default=10.0,
+                   help="refine_cam superpixel: SLIC weight of position against colour (larger = squarer regions)")
     g.add_argument("--par_num_iter", type=nonneg_int, default=10, help="refine_cam: PAR propagation steps")
     g.add_argument("--par_dilations", type=positive_float_list, default=(1, 2, 4, 8, 12, 24),
                    help="refine_cam: neighbour dilations of PAR (AFA's)")

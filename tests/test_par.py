@@ -63,3 +63,22 @@ def test_refine_cam_pass(tmp_path):
     assert np.allclose(refined.reshape(2, -1).max(1), 1.0, atol=1e-4)
     empty = refine_one(image, np.array([], np.int64), np.zeros((0, 9, 10), np.float32), num_iter=3, dilations=(1,))
     assert empty[0].shape == (0, 3, 3) and empty[1].shape == (0, 9, 10)
+
+
+def test_refine_one_superpixel_pools_inside_regions():
+    """--refine_method superpixel: a flat image's SLIC regions are the 4 px grid cells, so each refined map is the
+    cell mean of the input (then max-normalised)."""
+    from step.refine_cam import refine_one
+
+    image = np.full((8, 8, 3), 120, np.uint8)
+    high = np.zeros((1, 8, 8), np.float32)
+    high[0, 0, 0] = 1.0  # one hot pixel in the top-left 4 x 4 cell
+    high[0, 5, 6] = 0.5  # a weaker one in the bottom-right cell
+    _, refined = refine_one(image, np.array([1]), high, num_iter=0, dilations=(1,), method="superpixel",
+                            superpixel_size=4)
+    expected = np.zeros((8, 8), np.float32)
+    expected[:4, :4] = 1.0
+    expected[4:, 4:] = 0.5
+    assert np.allclose(refined[0], expected, atol=1e-3)  # max_normalize divides by peak + 1e-5
+    with pytest.raises(ValueError, match="unknown refine method"):
+        refine_one(image, np.array([1]), high, num_iter=0, dilations=(1,), method="crf")
