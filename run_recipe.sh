@@ -21,7 +21,7 @@
 #   --out DIR          everything goes here (data, weights, results, report.html); default result/recipe
 #   --device DEV       auto | cpu | cuda | cuda:N (default auto)
 # Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SELF_TRAIN_ROUNDS (0),
-#   SEG_BACKBONE (efficientnet_lite0), SEG_DECODER (fpn), CAM_SCALES (2.0,3.0), CROP (256: training crops),
+#   SEG_BACKBONE (efficientnet_lite2), SEG_DECODER (fpn), CAM_SCALES (2.0,3.0), CROP (256: training crops),
 #   POS_THRES (0.02 land cover, 0.05 building-only).
 # Rerunning the same command resumes: training continues from the last finished epoch (a finished model is kept) and
 # finished items are kept (delete a folder or a weights file to redo it).
@@ -56,7 +56,7 @@ if [ -z "$PATCH" ]; then if [ -n "$TAGS" ]; then PATCH=0; else PATCH=256; fi; fi
 CAM_EPOCHS=${CAM_EPOCHS:-10} IRN_EPOCHS=${IRN_EPOCHS:-10} SEG_EPOCHS=${SEG_EPOCHS:-6}
 SELF_TRAIN_ROUNDS=${SELF_TRAIN_ROUNDS:-0} CROP=${CROP:-256}
 case "$SELF_TRAIN_ROUNDS" in ''|*[!0-9]*) echo "run_recipe.sh: SELF_TRAIN_ROUNDS must be 0, 1, 2, ... (got '$SELF_TRAIN_ROUNDS')" >&2; exit 2 ;; esac
-SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite0} SEG_DECODER=${SEG_DECODER:-fpn}
+SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite2} SEG_DECODER=${SEG_DECODER:-fpn}
 CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}
 ROOT=$OUT/data L=$OUT/data/lists W=$OUT/weights R=$OUT/results
 mkdir -p "$OUT" "$W" "$R"

@@ -357,7 +357,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--seg_head_channels", type=positive_int, default=256,
                    help="ASPP/decoder width of the segmentation net")
     g.add_argument("--seg_backbone", default=None, choices=BACKBONE_CHOICES,
-                   help="the segmenter's encoder (default: --backbone)")
+                   help="the segmenter's encoder (default: --backbone). efficientnet_lite2 is the best measured "
+                        "(run_recipe.sh's default; on Dubai +1.2 mIoU over Lite0, eval 1.2x slower); demo.sh and "
+                        "this flag keep Lite0 for speed")
     g.add_argument("--seg_decoder", default="fpn", choices=SEG_DECODERS,
                    help="fpn: DeepLabV3+ plus a stride-8 top-down step (on Dubai +3.2 building IoU over deeplab); deeplab: "
                         "DeepLabV3+ (ASPP at stride 16, a stride-4 skip)")
