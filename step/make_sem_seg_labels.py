@@ -215,9 +215,9 @@ def run(args) -> None:
         else:
             if not model:
                 with BadItems.whole_pass():  # a wrong/missing weights file stops the pass, whatever --skip_bad says
-                    model = (_load_affinity_model(args.aff_weights_name, device)
-                             if args.rw_method == "affinitynet"
-                             else _load_boundary_model(args.irn_weights_name, device))
+                    model.append(_load_affinity_model(args.aff_weights_name, device)
+                                 if args.rw_method == "affinitynet"
+                                 else _load_boundary_model(args.irn_weights_name, device))
             x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
             if args.rw_method == "affinitynet":
                 features = model[0](x)[0]  # (C, ceil(H/4), ceil(W/4))
