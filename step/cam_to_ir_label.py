@@ -19,8 +19,8 @@ Items whose PNG exists are skipped unless --overwrite; ranks of torchrun share t
 """
 from __future__ import annotations
 
+import functools
 import logging
-import multiprocessing
 
 import numpy as np
 
@@ -28,9 +28,8 @@ from data.labels import background_free, load_class_names, overlay_sample, read_
 from misc import artifacts, dist
 from misc.cam import comparable_scores
 from misc.crf import crf_inference_label
-from misc.io import load_npz, save_args, save_png
-from misc.logutils import progress
-from misc.robust import ITEM_ERRORS, BadItems, describe, pending_items, prepare_out_dir
+from misc.io import load_npz, save_png
+from misc.item_pass import for_each_item, open_item_pass
 from misc.visualize import cam_overlay, colorize_label, legend_entries, side_by_side
 
 log = logging.getLogger(__name__)
@@ -127,11 +126,10 @@ def write_ir_overlay(out_dir: str, name: str, image: np.ndarray, high_res: np.nd
                           titles=["image", "strongest CAM", "IR label"], legend=legend))
 
 
-def _process(task: tuple[str, dict]) -> str:
+def _process(cfg: dict, name: str) -> None:
     """One image: read its CAM and image, write its IR label (and overlay). Runs in worker processes too."""
     from data.raster_io import read_image
 
-    name, cfg = task
     cam = load_npz(artifacts.cam_path(cfg["cam_out_dir"], name))
     image = read_image(artifacts.image_path(cfg["voc12_root"], name))
     if cam["high_res"].shape[-2:] != image.shape[:2]:
@@ -146,18 +144,6 @@ def _process(task: tuple[str, dict]) -> str:
     if name in cfg["overlay"]:  # before the label: the label marks the item done
         write_ir_overlay(cfg["ir_label_out_dir"], name, image, cam["high_res"], label, cfg.get("class_names"))
     save_png(artifacts.ir_label_path(cfg["ir_label_out_dir"], name), label)
-    return name
-
-
-def _process_or_skip(task: tuple[str, dict]) -> tuple[str, str | None]:
-    """:func:`_process` for worker processes: (name, None) when done, (name, reason) for a bad item under
-    --skip_bad (the parent logs and counts it); other errors travel to the parent as they are."""
-    try:
-        return _process(task), None
-    except ITEM_ERRORS as err:
-        if not task[1]["skip_bad"]:
-            raise
-        return task[0], describe(err)
 
 
 def run(args) -> None:
@@ -166,12 +152,8 @@ def run(args) -> None:
     if args.conf_bg_thres > args.conf_fg_thres:
         raise ValueError(f"--conf_bg_thres ({args.conf_bg_thres}) must not exceed --conf_fg_thres "
                          f"({args.conf_fg_thres})")
-    prepare_out_dir(out_dir)
-    if dist.is_main():
-        save_args(args, out_dir, PASS_NAME)
+    todo = open_item_pass(args, PASS_NAME, out_dir, names, lambda n: artifacts.ir_label_path(out_dir, n))
     mine = dist.shard(names)
-    todo = pending_items(mine, lambda n: artifacts.ir_label_path(out_dir, n), overwrite=args.overwrite,
-                         pass_name=PASS_NAME)
     no_background = background_free(args.voc12_root, args.background)
     rule = (f"background-free, margin {args.conf_margin:.2f} on {args.class_scale}-scaled maps" if no_background
             else f"fg {args.conf_fg_thres:.2f} / bg {args.conf_bg_thres:.2f}")
@@ -182,22 +164,9 @@ def run(args) -> None:
            "background_free": no_background, "conf_margin": args.conf_margin,
            "class_scale": args.class_scale,
            "overlay": frozenset(overlay_sample(
-               names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)), "skip_bad": args.skip_bad,
+               names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path), args.cam_num_overlays)),
            "class_names": load_class_names(args.voc12_root)}
-    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
-    tasks = [(n, cfg) for n in todo]
-    workers = min(int(args.num_workers), len(tasks))
-    if workers > 1:
-        # the CRF is single-threaded C++: one process per worker; fork keeps start-up cheap where it exists
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            for name, reason in progress(pool.imap_unordered(_process_or_skip, tasks), desc=PASS_NAME,
-                                         total=len(tasks)):
-                if reason is not None:
-                    bad.record(name, reason)
-    else:
-        for task in progress(tasks, desc=PASS_NAME):
-            with bad.guard(task[0]):
-                _process(task)
-    bad.log_summary()
+    # --num_workers > 1: the CRF (single-threaded C++) of that many images at once, one process each
+    for_each_item(todo, functools.partial(_process, cfg), pass_name=PASS_NAME, skip_bad=args.skip_bad,
+                  workers=args.num_workers)
     log.info("%s: IR labels in %s", PASS_NAME, out_dir)

@@ -13,7 +13,6 @@ have changed since the last run), so a killed run resumes; --overwrite recompute
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
@@ -21,10 +20,8 @@ from data.labels import ground_truth_available, load_class_names, load_ground_tr
 from data.raster_io import read_image
 from misc import artifacts, dist
 from misc.evaluate import evaluate_label_dir
-from misc.io import is_complete, save_args, save_json, save_png
-from misc.logutils import progress
-from misc.item_pass import segmenter_window_fn
-from misc.robust import prepare_out_dir
+from misc.io import save_json, save_png
+from misc.item_pass import for_each_item, made_after, open_item_pass, segmenter_window_fn
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, legend_entries, side_by_side
 
@@ -37,30 +34,25 @@ def run(args) -> None:
         return
     class_names = load_class_names(args.voc12_root)
     model_fn, _ = segmenter_window_fn(args, class_names)
-    prepare_out_dir(args.seg_out_dir)
-    if dist.is_main():
-        save_args(args, args.seg_out_dir, "eval_seg")
-    weights_time = os.path.getmtime(args.seg_weights_name)
-    rank, world = dist.rank(), dist.world_size()
-    with torch.inference_mode():
-        for index, name in enumerate(progress(names, desc="eval_seg")):
-            if index % world != rank:  # round-robin shard, keeping the global index for the overlay count
-                continue
-            done = artifacts.seg_pred_path(args.seg_out_dir, name)
-            if not args.overwrite and is_complete(done) and os.path.getmtime(done) > weights_time:
-                continue
-            rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
-            probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,
-                                    overlap=args.predict_overlap, num_classes=len(class_names),
-                                    batch_size=args.predict_batch_size)  # (K, H, W)
-            pred = probs.argmax(0).to(torch.uint8).cpu().numpy()  # (H, W)
-            if index < args.seg_num_overlays:  # before the prediction: the prediction marks the item done
-                gt = load_ground_truth(args.voc12_root, name, pred.shape)
-                save_png(artifacts.overlay_path(args.seg_out_dir, name),
-                         side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)],
-                                      titles=["image", "prediction", "ground truth"],
-                                      legend=legend_entries(class_names)))
-            save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
+    todo = open_item_pass(args, "eval_seg", args.seg_out_dir, names, done=made_after(
+        lambda n: artifacts.seg_pred_path(args.seg_out_dir, n), args.seg_weights_name))
+    overlay_names = set(names[: args.seg_num_overlays])
+
+    def one(name: str) -> None:
+        rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
+        probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,
+                                overlap=args.predict_overlap, num_classes=len(class_names),
+                                batch_size=args.predict_batch_size)  # (K, H, W)
+        pred = probs.argmax(0).to(torch.uint8).cpu().numpy()  # (H, W)
+        if name in overlay_names:  # before the prediction: the prediction marks the item done
+            gt = load_ground_truth(args.voc12_root, name, pred.shape)
+            save_png(artifacts.overlay_path(args.seg_out_dir, name),
+                     side_by_side([rgb, label_overlay(rgb, pred), label_overlay(rgb, gt)],
+                                  titles=["image", "prediction", "ground truth"], legend=legend_entries(class_names)))
+        save_png(artifacts.seg_pred_path(args.seg_out_dir, name), pred)
+
+    # every image is scored, so a bad one stops the pass (--skip_bad would leave a hole in the scores)
+    for_each_item(todo, one, pass_name="eval_seg", skip_bad=False)
     dist.barrier()
     if not dist.is_main():
         return

@@ -29,9 +29,8 @@ import torch
 from data.labels import overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.cam import cams_to_label
-from misc.io import load_npz, load_png, save_args, save_npz, save_png
-from misc.logutils import progress
-from misc.robust import BadItems, pending_items, prepare_out_dir
+from misc.io import load_npz, load_png, save_npz, save_png
+from misc.item_pass import for_each_item, open_item_pass
 from misc.visualize import side_by_side
 
 log = logging.getLogger(__name__)
@@ -166,33 +165,28 @@ def run(args) -> None:
     device = torch.device(args.device)
     names = read_checked_list(args.infer_list, args.voc12_root, skip_bad=args.skip_bad)
     model, _ = load_model(args.irn_weights_name, "irn", device)
-    prepare_out_dir(args.ins_seg_out_dir)
-    if dist.is_main():
-        save_args(args, args.ins_seg_out_dir, "make_ins_seg")
+    todo = open_item_pass(args, "make_ins_seg", args.ins_seg_out_dir, names,
+                          lambda n: artifacts.ins_seg_path(args.ins_seg_out_dir, n))
     overlay_names = overlay_sample(names, artifacts.cls_labels_path(args.voc12_root, args.cls_labels_path),
                                    args.cam_num_overlays)
     mine = dist.shard(names)
-    todo = pending_items(mine, lambda n: artifacts.ins_seg_path(args.ins_seg_out_dir, n), overwrite=args.overwrite,
-                         pass_name="make_ins_seg")
     log.info("make_ins_seg: %d images to do (%d already done)", len(todo), len(mine) - len(todo))
-    total = 0
-    bad = BadItems("make_ins_seg", skip_bad=args.skip_bad)
-    with torch.inference_mode():
-        for name in progress(todo, desc="make_ins_seg"):
-            with bad.guard(name):
-                image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3)
-                cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
-                if cam["high_res"].shape[-2:] != image.shape[:2]:
-                    raise ValueError(f"CAM of {name} is {cam['high_res'].shape[-2:]}, the image {image.shape[:2]}")
-                x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
-                displacement = model.displacement(x)[0].float().cpu().numpy()  # (2, h4, w4)
-                result = instances_from_displacement(displacement, foreground_label(args, name, cam),
-                                                     cam["high_res"], cam["keys"])
-                if name in overlay_names:  # before the .npz: the .npz marks the item done
-                    save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
-                             side_by_side([image, instance_picture(image, result["masks"])],
-                                          titles=["image", "instances"]))
-                save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
-                total += len(result["masks"])
-    bad.log_summary()
-    log.info("make_ins_seg: %d instances in %d images, in %s", total, len(todo), args.ins_seg_out_dir)
+    instances = []  # per image done
+
+    def one(name: str) -> None:
+        image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3)
+        cam = load_npz(artifacts.cam_path(args.cam_out_dir, name))
+        if cam["high_res"].shape[-2:] != image.shape[:2]:
+            raise ValueError(f"CAM of {name} is {cam['high_res'].shape[-2:]}, the image {image.shape[:2]}")
+        x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
+        displacement = model.displacement(x)[0].float().cpu().numpy()  # (2, h4, w4)
+        result = instances_from_displacement(displacement, foreground_label(args, name, cam), cam["high_res"],
+                                             cam["keys"])
+        if name in overlay_names:  # before the .npz: the .npz marks the item done
+            save_png(artifacts.overlay_path(args.ins_seg_out_dir, name),
+                     side_by_side([image, instance_picture(image, result["masks"])], titles=["image", "instances"]))
+        save_npz(artifacts.ins_seg_path(args.ins_seg_out_dir, name), **result)
+        instances.append(len(result["masks"]))
+
+    for_each_item(todo, one, pass_name="make_ins_seg", skip_bad=args.skip_bad)
+    log.info("make_ins_seg: %d instances in %d images, in %s", sum(instances), len(todo), args.ins_seg_out_dir)

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from data.labels import background_free, load_class_names, overlay_sample, read_checked_list
 from misc import artifacts, dist
 from misc.io import load_npz, load_png, save_npz, save_png
-from misc.logutils import progress
-from misc.item_pass import open_item_pass
+from misc.item_pass import for_each_item, open_item_pass
 from misc.robust import BadItems
 from misc.cam import cams_to_label, scale_classes
 from misc.affinity import affinity_edge_map, affinity_random_walk
@@ -195,68 +194,67 @@ def run(args) -> None:
     if args.sem_seg_save_rw and args.rw_method == "none":
         log.warning("%s: --sem_seg_save_rw is ignored with --rw_method none (there is no walk; run eval_cam on "
                     "--cam_out_dir to sweep the CAMs' threshold)", PASS_NAME)
-    model = None  # loaded on the first image with a present class
-    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
-    with torch.inference_mode():
-        for name in progress(todo, desc=PASS_NAME):
-            with bad.guard(name):
-                cam_file = artifacts.cam_path(args.cam_out_dir, name)
-                cam = load_npz(cam_file)
-                keys = cam["keys"]
-                image = read_image(artifacts.image_path(args.voc12_root, name))
-                h, w = image.shape[:2]
-                if cam["cam"].shape != (len(keys),) + stride_size(h, w):
-                    raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
-                                     f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
-                boundary = None
-                walked = torch.zeros((0,) + stride_size(h, w))
-                if len(keys) == 0:
-                    label = np.zeros((h, w), np.uint8)
-                elif args.rw_method == "none":
-                    label = cam_label(cam, keys, (h, w), bg_threshold=bg_threshold, class_scale=args.class_scale,
-                                      cam_file=cam_file)
-                else:
-                    if model is None:
-                        with bad.whole_pass():  # a wrong/missing weights file stops the pass, whatever --skip_bad says
-                            model = (_load_affinity_model(args.aff_weights_name, device)
-                                     if args.rw_method == "affinitynet"
-                                     else _load_boundary_model(args.irn_weights_name, device))
-                    x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
-                    if args.rw_method == "affinitynet":
-                        features = model(x)[0]  # (C, ceil(H/4), ceil(W/4))
-                        if features.shape[-2:] != stride_size(h, w):
-                            raise ValueError(f"embedding {tuple(features.shape[-2:])} != stride-4 size "
-                                             f"{stride_size(h, w)}")
-                        label, walked = affinity_pseudo_mask(
-                            torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
-                            bg_threshold=bg_threshold, beta=args.beta, exp_times=args.exp_times,
-                            cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize,
-                            class_scale=args.class_scale)
-                        boundary = affinity_edge_map(features).cpu().numpy()
-                    else:
-                        boundary_t = model.boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
-                        if boundary_t.shape != stride_size(h, w):
-                            raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
-                                             f"{stride_size(h, w)}")
-                        label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
-                                            (h, w), bg_threshold=bg_threshold, beta=args.beta,
-                                            exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
-                                            normalization=args.rw_normalize, class_scale=args.class_scale)
-                        boundary = boundary_t.float().cpu().numpy()
-                if name in overlay_names:  # before the pseudo mask: the mask marks the item done
-                    gt_path = artifacts.mask_path(args.voc12_root, name)
-                    gt = load_png(gt_path) if os.path.isfile(gt_path) else None
-                    gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
-                    write_sem_seg_overlay(out_dir, name, image, boundary, label, gt,
-                                          class_names=load_class_names(args.voc12_root))
-                if args.sem_seg_save_rw and args.rw_method != "none":
-                    # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
-                    scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0
-                    save_npz(artifacts.cam_path(artifacts.rw_scores_dir(out_dir), name), keys=keys.astype(np.int64),
-                             cam=(walked.float() * scale).cpu().numpy(),
-                             high_res=random_walk_scores(walked, (h, w), normalize=normalize).cpu().numpy()
-                             if len(keys)
-                             else np.zeros((0, h, w), np.float32))
-                save_png(artifacts.sem_seg_path(out_dir, name), label)
-    bad.log_summary()
+    model = []  # the network, loaded on the first image with a present class
+
+    def one(name: str) -> None:
+        cam_file = artifacts.cam_path(args.cam_out_dir, name)
+        cam = load_npz(cam_file)
+        keys = cam["keys"]
+        image = read_image(artifacts.image_path(args.voc12_root, name))
+        h, w = image.shape[:2]
+        if cam["cam"].shape != (len(keys),) + stride_size(h, w):
+            raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
+                             f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
+        boundary = None
+        walked = torch.zeros((0,) + stride_size(h, w))
+        if len(keys) == 0:
+            label = np.zeros((h, w), np.uint8)
+        elif args.rw_method == "none":
+            label = cam_label(cam, keys, (h, w), bg_threshold=bg_threshold, class_scale=args.class_scale,
+                              cam_file=cam_file)
+        else:
+            if not model:
+                with BadItems.whole_pass():  # a wrong/missing weights file stops the pass, whatever --skip_bad says
+                    model.append(_load_affinity_model(args.aff_weights_name, device)
+                                 if args.rw_method == "affinitynet"
+                                 else _load_boundary_model(args.irn_weights_name, device))
+            x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]  # (1, 3, H, W)
+            if args.rw_method == "affinitynet":
+                features = model[0](x)[0]  # (C, ceil(H/4), ceil(W/4))
+                if features.shape[-2:] != stride_size(h, w):
+                    raise ValueError(f"embedding {tuple(features.shape[-2:])} != stride-4 size "
+                                     f"{stride_size(h, w)}")
+                label, walked = affinity_pseudo_mask(
+                    torch.from_numpy(cam["cam"]).to(features.device), keys, features, (h, w),
+                    bg_threshold=bg_threshold, beta=args.beta, exp_times=args.exp_times,
+                    cam_power=args.sem_seg_cam_power, normalization=args.rw_normalize,
+                    class_scale=args.class_scale)
+                boundary = affinity_edge_map(features).cpu().numpy()
+            else:
+                boundary_t = model[0].boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
+                if boundary_t.shape != stride_size(h, w):
+                    raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
+                                     f"{stride_size(h, w)}")
+                label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
+                                    (h, w), bg_threshold=bg_threshold, beta=args.beta,
+                                    exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
+                                    normalization=args.rw_normalize, class_scale=args.class_scale)
+                boundary = boundary_t.float().cpu().numpy()
+        if name in overlay_names:  # before the pseudo mask: the mask marks the item done
+            gt_path = artifacts.mask_path(args.voc12_root, name)
+            gt = load_png(gt_path) if os.path.isfile(gt_path) else None
+            gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
+            write_sem_seg_overlay(out_dir, name, image, boundary, label, gt,
+                                  class_names=load_class_names(args.voc12_root))
+        if args.sem_seg_save_rw and args.rw_method != "none":
+            # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
+            scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0
+            save_npz(artifacts.cam_path(artifacts.rw_scores_dir(out_dir), name), keys=keys.astype(np.int64),
+                     cam=(walked.float() * scale).cpu().numpy(),
+                     high_res=random_walk_scores(walked, (h, w), normalize=normalize).cpu().numpy()
+                     if len(keys)
+                     else np.zeros((0, h, w), np.float32))
+        save_png(artifacts.sem_seg_path(out_dir, name), label)
+
+    for_each_item(todo, one, pass_name=PASS_NAME, skip_bad=args.skip_bad)
     log.info("%s: pseudo masks in %s", PASS_NAME, out_dir)

@@ -49,9 +49,9 @@ from data.raster_io import (DEFAULT_BANDS, TIFF_EXTS, SceneReader, parse_bands, 
                             world_file_text)
 from misc import artifacts, dist
 from misc.inference_engine import engine_model_fn
-from misc.io import atomic_path, is_complete, save_args, save_png, save_text_lines
+from misc.io import atomic_path, is_complete, save_png, save_text_lines
+from misc.item_pass import for_each_item, open_item_pass
 from misc.logutils import ProgressLog
-from misc.robust import BadItems, prepare_out_dir
 from misc.sliding_window import sliding_strips, window_starts
 from misc.vectorize import StripPolygonMerger, footprint_features
 from misc.visualize import CLASS_COLORS, label_overlay
@@ -297,30 +297,28 @@ def run(args) -> None:
     log.info("predict: %d scenes with %s (%s, classes %s), window %d overlap %d, bands %s", len(paths),
              args.seg_weights_name, ckpt.get("backbone"), class_names, args.predict_window, args.predict_overlap,
              ",".join(map(str, bands)))
-    prepare_out_dir(args.seg_out_dir)
     if dist.is_main():  # before the new arguments are written: they would hide which weights made the old maps
         remove_maps_of_other_weights(args.seg_out_dir, paths, args.seg_weights_name)
-        save_args(args, args.seg_out_dir, "predict")
-    dist.barrier()
+    todo = open_item_pass(args, "predict", args.seg_out_dir, paths,
+                          done=lambda p: scene_done(args.seg_out_dir, p, args.seg_weights_name))
     model_fn = engine_model_fn(model, getattr(args, "predict_engine", "exact"))  # misc/inference_engine.py
     if args.seg_tta:
         from misc.tta import flip_tta
 
         model_fn = flip_tta(model_fn)
     mine = dist.shard(paths)
-    todo = [p for p in mine if args.overwrite or not scene_done(args.seg_out_dir, p, args.seg_weights_name)]
     if len(todo) < len(mine):
         log.info("predict: %d scenes already mapped in %s with these weights (--overwrite redoes them)",
                  len(mine) - len(todo), args.seg_out_dir)
-    bad = BadItems("predict", skip_bad=args.skip_bad)
-    for index, path in enumerate(todo):
-        log.info("predict: scene %d/%d: %s", index + 1, len(todo), path)
-        with bad.guard(path):
-            predict_scene(path, args.seg_out_dir, model_fn, class_names=class_names, window=args.predict_window,
-                          overlap=args.predict_overlap, batch_size=args.predict_batch_size,
-                          building_class=args.predict_building_class, simplify_tolerance=args.predict_simplify,
-                          min_area_px=args.predict_min_area, bands=bands, crs=crs, transform=transform)
-    bad.log_summary()
+
+    def one(path: str) -> None:  # strip by strip, see predict_scene
+        log.info("predict: scene %d/%d: %s", todo.index(path) + 1, len(todo), path)
+        predict_scene(path, args.seg_out_dir, model_fn, class_names=class_names, window=args.predict_window,
+                      overlap=args.predict_overlap, batch_size=args.predict_batch_size,
+                      building_class=args.predict_building_class, simplify_tolerance=args.predict_simplify,
+                      min_area_px=args.predict_min_area, bands=bands, crs=crs, transform=transform)
+
+    for_each_item(todo, one, pass_name="predict", skip_bad=args.skip_bad)
 
 
 def scene_done(out_dir: str, path: str, weights: str | None = None) -> bool:

@@ -11,20 +11,16 @@ classifier's.
 from __future__ import annotations
 
 import logging
-import os
-import time
 
 import torch
 import torch.nn.functional as F
 
 from data.cls_dataset import ClassificationDataset
 from data.labels import load_cls_labels, read_checked_list
-from misc import artifacts, dist
-from misc.io import save_args
-from misc.logutils import progress
-from misc.robust import clean_training_outputs
+from misc import artifacts
 from misc.structure_losses import boundary_loss, image_edges, pseudo_boundary_target, smoothness_loss
-from misc.torchutils import PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch, wrap_distributed
+from misc.torchutils import PolyOptimizer, make_train_loader, resume_checkpoint, wrap_distributed
+from misc.training import Step, open_training, seeded_epochs, train_epochs
 from net.cam_net import CAMNet
 from net.zoo import build_model, pretrained_weights, save_model, spec_from_args
 
@@ -98,49 +94,39 @@ def run(args) -> None:
     optimizer = PolyOptimizer(model.param_groups(args.cam_learning_rate), lr=args.cam_learning_rate,
                               weight_decay=args.cam_weight_decay, max_step=max_step)
     expect = {"kind": "cam", "num_classes": num_classes}
-    ckpt = resume_checkpoint(args.cam_weights_name, model, optimizer, expect=expect) if args.resume else None
-    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    start_epoch, _ = open_training(args, "train_cam", args.cam_weights_name, resume=lambda: resume_checkpoint(
+        args.cam_weights_name, model, optimizer, expect=expect))
     train_model = wrap_distributed(model, device)
 
-    if dist.is_main():
-        clean_training_outputs(args.cam_weights_name)  # temp files left by a run killed while saving
-        save_args(args, os.path.dirname(os.path.abspath(args.cam_weights_name)), "train_cam")
-    metrics = {}
-    for epoch in range(start_epoch, args.cam_num_epochs):
-        dataset.set_epoch(epoch)
-        seed_epoch(generator, args.seed, epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        train_model.train()
-        tic = time.time()
-        total_loss, total_correct, total_seen = 0.0, 0.0, 0
-        part_sums: dict[str, float] = {}
-        for batch in progress(loader, desc=f"train_cam epoch {epoch + 1}/{args.cam_num_epochs}"):
-            images = batch["img"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            loss, logits, parts = cam_step_losses(train_model, images, labels, smooth_weight=args.cam_smooth_loss,
-                                                  boundary_weight=args.cam_boundary_loss)
-            for key, value in parts.items():
-                part_sums[key] = part_sums.get(key, 0.0) + value * len(images)
-            check_finite(loss, where=f"train_cam epoch {epoch + 1} step {optimizer.global_step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(images)
-            total_correct += ((logits.detach() > 0).float() == labels).float().mean(dim=1).sum().item()
-            total_seen += len(images)
-        total_loss, total_correct, total_seen = dist.all_reduce_sum([total_loss, total_correct, total_seen])
-        metrics = {"loss": total_loss / max(total_seen, 1), "accuracy": total_correct / max(total_seen, 1),
-                   "epoch_seconds": time.time() - tic}
-        metrics.update({f"loss_{k}": v / max(total_seen, 1) for k, v in part_sums.items()})
-        if part_sums:
-            log.info("train_cam epoch %d/%d: %s", epoch + 1, args.cam_num_epochs,
-                     ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_")))
+    def one_step(batch) -> Step:
+        images = batch["img"].to(device, non_blocking=True)  # (B, 3, S, S)
+        labels = batch["label"].to(device, non_blocking=True)  # (B, K)
+        loss, logits, parts = cam_step_losses(train_model, images, labels, smooth_weight=args.cam_smooth_loss,
+                                              boundary_weight=args.cam_boundary_loss)
+        n = len(images)
+        correct = ((logits.detach() > 0).float() == labels).float().mean(dim=1).sum().item()
+        return Step(loss, {"loss": loss.item() * n, "correct": correct, "seen": n,
+                           **{f"loss_{k}": v * n for k, v in parts.items()}})
+
+    def summarize(sums: dict) -> dict:
+        seen = max(sums["seen"], 1)
+        metrics = {"loss": sums["loss"] / seen, "accuracy": sums["correct"] / seen}
+        metrics.update({k: v / seen for k, v in sums.items() if k.startswith("loss_")})
+        return metrics
+
+    def log_epoch(epoch: int, metrics: dict, sums: dict) -> None:
+        terms = [f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_")]
+        if terms:
+            log.info("train_cam epoch %d/%d: %s", epoch + 1, args.cam_num_epochs, ", ".join(terms))
         log.info("train_cam epoch %d/%d: loss %.4f, label accuracy %.3f, %.1f s (%.2f s/image)",
                  epoch + 1, args.cam_num_epochs, metrics["loss"], metrics["accuracy"], metrics["epoch_seconds"],
-                 metrics["epoch_seconds"] / max(total_seen, 1))
-        if dist.is_main():
-            save_model(args.cam_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
-                       optimizer=optimizer, extra={"epoch": epoch + 1})
-        dist.barrier()
+                 metrics["epoch_seconds"] / max(sums["seen"], 1))
+
+    def save(epoch_done: int, metrics: dict) -> None:
+        save_model(args.cam_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                   optimizer=optimizer, extra={"epoch": epoch_done})
+
+    train_epochs("train_cam", model=train_model, optimizer=optimizer, loader=loader, num_epochs=args.cam_num_epochs,
+                 start_epoch=start_epoch, begin_epoch=seeded_epochs(dataset, generator, sampler, args.seed),
+                 step=one_step, summarize=summarize, log_epoch=log_epoch, save=save)
     log.info("train_cam: weights in %s", args.cam_weights_name)

@@ -18,22 +18,17 @@ One step on a batch of crops (B, 3, S, S) with image-level labels (B, K):
 from __future__ import annotations
 
 import logging
-import os
-import time
 
 import torch
 import torch.nn.functional as F
 
 from data.cls_dataset import ClassificationDataset
 from data.labels import background_free, load_class_names, load_cls_labels, read_checked_list
-from misc import artifacts, dist
+from misc import artifacts
 from misc.ctfa import (cams_to_pseudo_labels, class_token_consistency_loss, dual_branch_losses, patch_relation_loss,
                        random_local_crops)
-from misc.io import save_args
-from misc.logutils import progress
-from misc.robust import clean_training_outputs
-from misc.torchutils import check_finite, make_train_loader, resume_checkpoint, save_checkpoint, seed_epoch
-from misc.torchutils import seeded_generator, wrap_distributed
+from misc.torchutils import make_train_loader, resume_checkpoint, save_checkpoint, seeded_generator, wrap_distributed
+from misc.training import Step, open_training, seeded_epochs, train_epochs
 from net.ctfa_net import CTFANet
 
 log = logging.getLogger(__name__)
@@ -140,62 +135,58 @@ def run(args) -> None:
     optimizer = PolyAdamW(model.param_groups(args.ctfa_learning_rate), lr=args.ctfa_learning_rate,
                           weight_decay=args.ctfa_weight_decay, max_step=max_step)
     expect = {"kind": "ctfa", "num_classes": num_classes}
-    ckpt = (resume_checkpoint(args.cam_weights_name, model, optimizer, expect=expect, map_location=device)
-            if args.resume else None)
-    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    start_epoch, _ = open_training(args, "train_ctfa", args.cam_weights_name, also_weights=[args.ctfa_seg_weights_name],
+                                   resume=lambda: resume_checkpoint(args.cam_weights_name, model, optimizer,
+                                                                    expect=expect, map_location=device))
     train_model = wrap_distributed(model, device)
     weights = {"patch": args.ctfa_patch_weight, "class": args.ctfa_class_weight, "seg": args.ctfa_seg_weight,
                "fg": args.ctfa_fg_weight}
     par_iter = args.par_num_iter if args.ctfa_par else 0
     par_dilations = tuple(int(d) for d in args.par_dilations)
+    seed_loader = seeded_epochs(dataset, generator, sampler, args.seed)
+    epoch_state: dict = {}
 
-    if dist.is_main():
-        for path in (args.cam_weights_name, args.ctfa_seg_weights_name):
-            clean_training_outputs(path)  # temp files left by a run killed while saving
-        save_args(args, os.path.dirname(os.path.abspath(args.cam_weights_name)), "train_ctfa")
-    for epoch in range(start_epoch, args.ctfa_num_epochs):
-        dataset.set_epoch(epoch)
-        seed_epoch(generator, args.seed, epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        crops = seeded_generator(args.seed * 1_000_003 + epoch + 1)  # local-crop boxes: a function of (seed, epoch)
-        train_model.train()
-        tic = time.time()
-        sums: dict[str, float] = {}
-        seen, correct = 0, 0.0
-        pseudo = epoch >= args.ctfa_warmup_epochs
-        for batch in progress(loader, desc=f"train_ctfa epoch {epoch + 1}/{args.ctfa_num_epochs}"):
-            images = batch["img"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            loss, logits, parts = ctfa_step_losses(
-                train_model, images, labels, weights=weights, with_pseudo_labels=pseudo, high=args.ctfa_bg_high,
-                low=args.ctfa_bg_low, no_background=no_background, par_num_iter=par_iter,
-                par_dilations=par_dilations, num_local=args.ctfa_num_local, local_size=args.ctfa_local_size,
-                generator=crops)
-            check_finite(loss, where=f"train_ctfa epoch {epoch + 1} step {optimizer.global_step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for key, value in {"total": loss.item(), **parts}.items():
-                sums[key] = sums.get(key, 0.0) + value * len(images)
-            correct += ((logits.detach() > 0).float() == labels).float().mean(dim=1).sum().item()
-            seen += len(images)
-        keys = sorted(sums)
-        totals = dist.all_reduce_sum([sums[k] for k in keys] + [correct, seen])
-        seen_all = max(totals[-1], 1)
-        metrics = {("loss" if k == "total" else k if k.endswith("_fraction") else f"loss_{k}"): v / seen_all
-                   for k, v in zip(keys, totals[:-2])}
-        metrics.update(accuracy=totals[-2] / seen_all, epoch_seconds=time.time() - tic)
+    def begin_epoch(epoch: int) -> None:
+        seed_loader(epoch)
+        # local-crop boxes: a function of (seed, epoch)
+        epoch_state.update(crops=seeded_generator(args.seed * 1_000_003 + epoch + 1),
+                           pseudo=epoch >= args.ctfa_warmup_epochs)
+
+    def one_step(batch) -> Step:
+        images = batch["img"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        loss, logits, parts = ctfa_step_losses(
+            train_model, images, labels, weights=weights, with_pseudo_labels=epoch_state["pseudo"],
+            high=args.ctfa_bg_high, low=args.ctfa_bg_low, no_background=no_background, par_num_iter=par_iter,
+            par_dilations=par_dilations, num_local=args.ctfa_num_local, local_size=args.ctfa_local_size,
+            generator=epoch_state["crops"])
+        n = len(images)
+        sums = {key: value * n for key, value in {"total": loss.item(), **parts}.items()}
+        sums.update(correct=((logits.detach() > 0).float() == labels).float().mean(dim=1).sum().item(), seen=n)
+        return Step(loss, sums)
+
+    def summarize(sums: dict) -> dict:
+        seen = max(sums["seen"], 1)
+        metrics = {("loss" if k == "total" else k if k.endswith("_fraction") else f"loss_{k}"): sums[k] / seen
+                   for k in sorted(sums) if k not in ("correct", "seen")}
+        metrics["accuracy"] = sums["correct"] / seen
+        return metrics
+
+    def log_epoch(epoch: int, metrics: dict, sums: dict) -> None:
         log.info("train_ctfa epoch %d/%d: %s, label accuracy %.3f, %.1f s", epoch + 1, args.ctfa_num_epochs,
                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("loss")),
                  metrics["accuracy"], metrics["epoch_seconds"])
-        if dist.is_main():
-            save_checkpoint(args.cam_weights_name, model=model, args=args, step=optimizer.global_step,
-                            metrics=metrics, optimizer=optimizer,
-                            extra={"epoch": epoch + 1, "num_classes": num_classes, "kind": "ctfa",
-                                   "class_names": class_names, "model_config": dict(model.config)})
-            save_segmenter(args.ctfa_seg_weights_name, model, args=args, step=optimizer.global_step,
-                           epoch=epoch + 1, class_names=class_names,
-                           metrics={k: v for k, v in metrics.items() if not k.endswith("_seconds")})
-        dist.barrier()
+
+    def save(epoch_done: int, metrics: dict) -> None:
+        save_checkpoint(args.cam_weights_name, model=model, args=args, step=optimizer.global_step,
+                        metrics=metrics, optimizer=optimizer,
+                        extra={"epoch": epoch_done, "num_classes": num_classes, "kind": "ctfa",
+                               "class_names": class_names, "model_config": dict(model.config)})
+        save_segmenter(args.ctfa_seg_weights_name, model, args=args, step=optimizer.global_step,
+                       epoch=epoch_done, class_names=class_names,
+                       metrics={k: v for k, v in metrics.items() if not k.endswith("_seconds")})
+
+    train_epochs("train_ctfa", model=train_model, optimizer=optimizer, loader=loader, num_epochs=args.ctfa_num_epochs,
+                 start_epoch=start_epoch, begin_epoch=begin_epoch, step=one_step, summarize=summarize,
+                 log_epoch=log_epoch, save=save)
     log.info("train_ctfa: network in %s, segmenter in %s", args.cam_weights_name, args.ctfa_seg_weights_name)

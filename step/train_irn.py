@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import torch
 
 from data.irn_dataset import IRNDataset
 from data.labels import read_checked_list
 from misc import artifacts, dist
-from misc.io import save_args, save_png
-from misc.logutils import progress
-from misc.robust import clean_training_outputs
+from misc.io import save_png
 from misc.pair_sampler import TRAIN_RADIUS, pair_losses
-from misc.torchutils import (PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch,
-                             wrap_distributed)
+from misc.torchutils import PolyOptimizer, make_train_loader, resume_checkpoint, wrap_distributed
+from misc.training import Step, open_training, per_image_means, per_image_sums, seeded_epochs, train_epochs
 from misc.visualize import cam_overlay, side_by_side
 from net.irn import IRNet
 from net.zoo import build_on_cam_backbone, pretrained_weights, save_model, spec_from_args
@@ -64,47 +61,31 @@ def run(args) -> None:
     max_step = len(loader) * args.irn_num_epochs
     optimizer = PolyOptimizer(model.param_groups(args.irn_learning_rate), lr=args.irn_learning_rate,
                               weight_decay=args.irn_weight_decay, max_step=max_step)
-    ckpt = (resume_checkpoint(args.irn_weights_name, model, optimizer,
-                              expect={"kind": "irn", "boundary": model.boundary_kind}) if args.resume else None)
-    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    expect = {"kind": "irn", "boundary": model.boundary_kind}
+    overlay_dir = os.path.dirname(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "x"))
+    start_epoch, _ = open_training(args, "train_irn", args.irn_weights_name, overlay_dir, resume=lambda: (
+        resume_checkpoint(args.irn_weights_name, model, optimizer, expect=expect)))
     train_model = wrap_distributed(model, device)
 
-    if dist.is_main():
-        # temp files of a run killed while saving the weights or writing the boundary overlays
-        clean_training_outputs(args.irn_weights_name,
-                               os.path.dirname(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "x")))
-        save_args(args, os.path.dirname(os.path.abspath(args.irn_weights_name)), "train_irn")
-    for epoch in range(start_epoch, args.irn_num_epochs):
-        dataset.set_epoch(epoch)
-        seed_epoch(generator, args.seed, epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        train_model.train()
-        tic = time.time()
-        sums = dict.fromkeys(LOSS_KEYS, 0.0)
-        seen = 0
-        for batch in progress(loader, desc=f"train_irn epoch {epoch + 1}/{args.irn_num_epochs}"):
-            images = batch["img"].to(device, non_blocking=True)  # (B, 3, crop, crop)
-            labels = batch["label"].to(device, non_blocking=True)  # (B, crop/4, crop/4)
-            boundary_logits, displacement = train_model(images)
-            losses = pair_losses(boundary_logits, displacement, labels, radius=TRAIN_RADIUS)
-            check_finite(losses["total"], where=f"train_irn epoch {epoch + 1} step {optimizer.global_step}")
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
-            for k in LOSS_KEYS:
-                sums[k] += losses[k].item() * len(images)
-            seen += len(images)
-        metrics = {k: v / max(seen, 1) for k, v in sums.items()}
-        metrics["epoch_seconds"] = time.time() - tic
+    def one_step(batch) -> Step:
+        images = batch["img"].to(device, non_blocking=True)  # (B, 3, crop, crop)
+        labels = batch["label"].to(device, non_blocking=True)  # (B, crop/4, crop/4)
+        boundary_logits, displacement = train_model(images)
+        losses = pair_losses(boundary_logits, displacement, labels, radius=TRAIN_RADIUS)
+        return Step(losses["total"], per_image_sums(losses, LOSS_KEYS, len(images)))
+
+    def log_epoch(epoch: int, metrics: dict, sums: dict) -> None:
         log.info("train_irn epoch %d/%d: loss %.4f (affinity bg+ %.3f fg+ %.3f neg %.3f, displacement fg %.3f "
                  "bg %.3f), %.1f s", epoch + 1, args.irn_num_epochs, metrics["total"], metrics["pos_bg"],
                  metrics["pos_fg"], metrics["neg"], metrics["dp_fg"], metrics["dp_bg"], metrics["epoch_seconds"])
-        if dist.is_main():
-            save_model(args.irn_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
-                       optimizer=optimizer, extra={"epoch": epoch + 1})
-        dist.barrier()
+
+    def save(epoch_done: int, metrics: dict) -> None:
+        save_model(args.irn_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                   optimizer=optimizer, extra={"epoch": epoch_done})
+
+    train_epochs("train_irn", model=train_model, optimizer=optimizer, loader=loader, num_epochs=args.irn_num_epochs,
+                 start_epoch=start_epoch, begin_epoch=seeded_epochs(dataset, generator, sampler, args.seed),
+                 step=one_step, summarize=per_image_means(LOSS_KEYS), log_epoch=log_epoch, save=save)
     if dist.is_main() and args.cam_num_overlays > 0:
         write_boundary_overlays(model, args, names[: args.cam_num_overlays], device)
     log.info("train_irn: weights in %s", args.irn_weights_name)
-

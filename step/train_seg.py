@@ -10,20 +10,16 @@ Writes: --seg_weights_name, a self-describing checkpoint rewritten after every e
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections import Counter
 
 import torch
 
 from data.labels import load_class_names, read_checked_list
 from data.seg_dataset import SegmentationDataset
-from misc import artifacts, dist
-from misc.io import save_args
-from misc.logutils import progress
-from misc.robust import clean_training_outputs
+from misc import artifacts
 from misc.losses import seg_loss
-from misc.torchutils import PolyOptimizer, check_finite, make_train_loader, resume_checkpoint, seed_epoch, wrap_distributed
+from misc.torchutils import PolyOptimizer, make_train_loader, resume_checkpoint, wrap_distributed
+from misc.training import Step, open_training, seeded_epochs, train_epochs
 from net.zoo import build_model, pretrained_weights, save_model, spec_from_args
 
 log = logging.getLogger(__name__)
@@ -52,45 +48,36 @@ def run(args) -> None:
     optimizer = PolyOptimizer(model.param_groups(args.seg_learning_rate), lr=args.seg_learning_rate,
                               weight_decay=args.seg_weight_decay, max_step=max_step)
     expect = {"kind": "seg", "num_classes": num_classes}
-    ckpt = (resume_checkpoint(args.seg_weights_name, model, optimizer, expect=expect, map_location=device)
-            if args.resume else None)
-    start_epoch = int(ckpt.get("epoch", 0)) if ckpt else 0
+    start_epoch, ckpt = open_training(args, "train_seg", args.seg_weights_name, resume=lambda: resume_checkpoint(
+        args.seg_weights_name, model, optimizer, expect=expect, map_location=device))
     loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", [])) if ckpt else []
     train_model = wrap_distributed(model, device)
 
-    if dist.is_main():
-        clean_training_outputs(args.seg_weights_name)  # temp files left by a run killed while saving
-        save_args(args, os.path.dirname(os.path.abspath(args.seg_weights_name)), "train_seg")
-    for epoch in range(start_epoch, args.seg_num_epochs):
-        dataset.set_epoch(epoch)
-        seed_epoch(generator, args.seed, epoch)  # dropout and order depend on (seed, epoch): --resume is exact
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        train_model.train()
-        tic = time.time()
-        total_loss, total_correct, total_valid, total_images = 0.0, 0, 0, 0
-        for batch in progress(loader, desc=f"train_seg epoch {epoch + 1}/{args.seg_num_epochs}"):
-            images = batch["img"].to(device, non_blocking=True)  # (B, 3, S, S)
-            labels = batch["label"].to(device, non_blocking=True)  # (B, S, S)
-            logits = train_model(images)  # (B, K, S, S)
-            loss, valid = seg_loss(logits, labels)
-            check_finite(loss, where=f"train_seg epoch {epoch + 1} step {optimizer.global_step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * valid
-            total_valid += valid
-            total_correct += int(((logits.detach().argmax(1) == labels) & (labels != artifacts.IGNORE_INDEX)).sum())
-            total_images += len(images)
-        loss_per_epoch.append(total_loss / max(total_valid, 1))
-        metrics = {"loss": loss_per_epoch[-1], "pixel_accuracy": total_correct / max(total_valid, 1),
-                   "loss_per_epoch": loss_per_epoch, "epoch_seconds": time.time() - tic}
+    def one_step(batch) -> Step:
+        images = batch["img"].to(device, non_blocking=True)  # (B, 3, S, S)
+        labels = batch["label"].to(device, non_blocking=True)  # (B, S, S)
+        logits = train_model(images)  # (B, K, S, S)
+        loss, valid = seg_loss(logits, labels)
+        correct = int(((logits.detach().argmax(1) == labels) & (labels != artifacts.IGNORE_INDEX)).sum())
+        return Step(loss, {"loss": loss.item() * valid, "valid": valid, "correct": correct, "images": len(images)})
+
+    def summarize(sums: dict) -> dict:
+        loss_per_epoch.append(sums["loss"] / max(sums["valid"], 1))
+        return {"loss": loss_per_epoch[-1], "pixel_accuracy": sums["correct"] / max(sums["valid"], 1),
+                "loss_per_epoch": loss_per_epoch}
+
+    def log_epoch(epoch: int, metrics: dict, sums: dict) -> None:
         log.info("train_seg epoch %d/%d: loss %.4f, pixel accuracy %.3f, %.1f s (%.2f s/image)",
                  epoch + 1, args.seg_num_epochs, metrics["loss"], metrics["pixel_accuracy"], metrics["epoch_seconds"],
-                 metrics["epoch_seconds"] / max(total_images, 1))
-        if dist.is_main():
-            save_model(args.seg_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
-                       optimizer=optimizer, extra={"epoch": epoch + 1, "class_names": class_names,
-                                                   "label_source": args.seg_label_source})
-        dist.barrier()
+                 metrics["epoch_seconds"] / max(sums["images"], 1))
+
+    def save(epoch_done: int, metrics: dict) -> None:
+        save_model(args.seg_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
+                   optimizer=optimizer, extra={"epoch": epoch_done, "class_names": class_names,
+                                               "label_source": args.seg_label_source})
+
+    # dropout and order depend on (seed, epoch): --resume is exact
+    train_epochs("train_seg", model=train_model, optimizer=optimizer, loader=loader, num_epochs=args.seg_num_epochs,
+                 start_epoch=start_epoch, begin_epoch=seeded_epochs(dataset, generator, sampler, args.seed),
+                 step=one_step, summarize=summarize, log_epoch=log_epoch, save=save)
     log.info("train_seg: weights in %s", args.seg_weights_name)

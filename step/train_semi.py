@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import time
 from typing import Iterator
 
 import torch
@@ -44,13 +43,11 @@ from data.labels import load_class_names, read_checked_list
 from data.seg_dataset import SegmentationDataset
 from data.unlabeled_dataset import UnlabeledCropDataset
 from misc import dist
-from misc.io import save_args
-from misc.logutils import progress
-from misc.robust import clean_training_outputs
 from misc.semi import (confident_pseudo_labels, ema_decay_at, ema_update, feature_matching_loss, gated_pseudo_labels,
                        one_hot_labels, set_requires_grad)
 from misc.losses import seg_loss
 from misc.torchutils import PolyOptimizer, check_finite, load_checkpoint, load_weights, seed_epoch, seeded_generator
+from misc.training import Step, open_training, train_epochs
 from net.discriminator import S4GANDiscriminator
 from net.registry import SEMI_METHODS
 from net.seg_net import SegNet
@@ -202,8 +199,11 @@ def run(args) -> None:
         disc = build_model("disc", *spec_from_args("disc", args, num_classes=num_classes)).to(device).train()
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=args.s4gan_disc_lr, betas=(0.9, 0.99))
 
-    start_epoch, loss_per_epoch, sup_per_epoch = 0, [], []
-    if args.resume and os.path.isfile(args.semi_weights_name):
+    def restore() -> dict | None:
+        """--resume: the student, its optimiser and the method's own state (teacher, discriminator)."""
+        if not os.path.isfile(args.semi_weights_name):
+            log.info("--resume: no checkpoint at %s yet, training from the start", args.semi_weights_name)
+            return None
         ckpt = load_checkpoint(args.semi_weights_name, map_location=device)
         if ckpt.get("kind") != "seg" or ckpt.get("semi", {}).get("method") != method:
             raise ValueError(f"--resume: {args.semi_weights_name} is not a train_semi {method} checkpoint "
@@ -215,82 +215,84 @@ def run(args) -> None:
         if disc is not None:
             disc.load_state_dict(ckpt["discriminator"])
             disc_optimizer.load_state_dict(ckpt["discriminator_optimizer"])
-        start_epoch, optimizer.global_step = int(ckpt["epoch"]), int(ckpt["step"])
-        loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", []))
-        sup_per_epoch = list(ckpt.get("metrics", {}).get("loss_sup_per_epoch", []))
-        log.info("resuming %s from epoch %d (step %d)", args.semi_weights_name, start_epoch, optimizer.global_step)
-    elif args.resume:
-        log.info("--resume: no checkpoint at %s yet, training from the start", args.semi_weights_name)
+        optimizer.global_step = int(ckpt["step"])
+        log.info("resuming %s from epoch %d (step %d)", args.semi_weights_name, int(ckpt["epoch"]),
+                 optimizer.global_step)
+        return ckpt
 
-    clean_training_outputs(args.semi_weights_name)  # temp files left by a run killed while saving
-    save_args(args, os.path.dirname(os.path.abspath(args.semi_weights_name)), "train_semi")
-    for epoch in range(start_epoch, args.semi_num_epochs):
+    start_epoch, ckpt = open_training(args, "train_semi", args.semi_weights_name, resume=restore)
+    loss_per_epoch = list(ckpt.get("metrics", {}).get("loss_per_epoch", [])) if ckpt else []
+    sup_per_epoch = list(ckpt.get("metrics", {}).get("loss_sup_per_epoch", [])) if ckpt else []
+    epoch_state: dict = {}  # the current epoch's labelled batches and pseudo-label weight
+
+    def begin_epoch(epoch: int) -> None:
         seed_epoch(unlabeled_generator, args.seed + 1, epoch)  # order and dropout from (seed, epoch): exact --resume
         unlabeled_set.set_epoch(epoch)
-        labeled_batches = _labeled_batches(labeled_loader, labeled_set, labeled_generator, args.seed, epoch)
-        model.train()
-        unsup_weight = args.semi_unsup_weight if epoch >= args.semi_warmup_epochs else 0.0
-        tic = time.time()
-        sums = {"loss": 0.0, "sup": 0.0, "unsup": 0.0, "fm": 0.0, "disc": 0.0}
-        pseudo_pixels = valid_pixels = accepted = tiles = 0
-        for batch_u in progress(unlabeled_loader, desc=f"train_semi epoch {epoch + 1}/{args.semi_num_epochs}"):
-            batch_l = next(labeled_batches)
-            images_l = batch_l["img"].to(device, non_blocking=True)  # (Bl, 3, S, S)
-            labels_l = batch_l["label"].to(device, non_blocking=True)  # (Bl, S, S)
-            images_u = batch_u["img"].to(device, non_blocking=True)  # (Bu, 3, S, S)
-            valid_u = batch_u["valid"].to(device, non_blocking=True)  # (Bu, S, S)
-            where = f"train_semi epoch {epoch + 1} step {optimizer.global_step}"
-            if method == "self_training":
-                if unsup_weight > 0:
-                    out = self_training_losses(model, teacher, images_l, labels_l, images_u, valid_u,
-                                               conf_thres=args.semi_conf_thres,
-                                               class_portion=args.semi_class_portion)
-                else:  # warm-up: the teacher's guesses are not used yet, so do not pay for them
-                    out = {"sup": seg_loss(model(images_l), labels_l)[0], "unsup": torch.zeros((), device=device),
-                           "pseudo_pixels": 0, "valid_pixels": int(valid_u.sum())}
-                loss = out["sup"] + unsup_weight * out["unsup"]
-            else:
-                out = s4gan_losses(model, disc, images_l, labels_l, images_u, valid_u,
-                                   disc_thres=args.s4gan_disc_thres)
-                loss = out["sup"] + unsup_weight * out["unsup"] + args.s4gan_fm_weight * out["fm"]
-            check_finite(loss, where=where)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        epoch_state.update(
+            epoch=epoch, labeled=_labeled_batches(labeled_loader, labeled_set, labeled_generator, args.seed, epoch),
+            unsup_weight=args.semi_unsup_weight if epoch >= args.semi_warmup_epochs else 0.0)
+
+    def one_step(batch_u) -> Step:
+        batch_l = next(epoch_state["labeled"])
+        images_l = batch_l["img"].to(device, non_blocking=True)  # (Bl, 3, S, S)
+        labels_l = batch_l["label"].to(device, non_blocking=True)  # (Bl, S, S)
+        images_u = batch_u["img"].to(device, non_blocking=True)  # (Bu, 3, S, S)
+        valid_u = batch_u["valid"].to(device, non_blocking=True)  # (Bu, S, S)
+        unsup_weight = epoch_state["unsup_weight"]
+        where = f"train_semi epoch {epoch_state['epoch'] + 1} step {optimizer.global_step}"
+        if method == "self_training":
+            if unsup_weight > 0:
+                out = self_training_losses(model, teacher, images_l, labels_l, images_u, valid_u,
+                                           conf_thres=args.semi_conf_thres, class_portion=args.semi_class_portion)
+            else:  # warm-up: the teacher's guesses are not used yet, so do not pay for them
+                out = {"sup": seg_loss(model(images_l), labels_l)[0], "unsup": torch.zeros((), device=device),
+                       "pseudo_pixels": 0, "valid_pixels": int(valid_u.sum())}
+            loss = out["sup"] + unsup_weight * out["unsup"]
+        else:
+            out = s4gan_losses(model, disc, images_l, labels_l, images_u, valid_u, disc_thres=args.s4gan_disc_thres)
+            loss = out["sup"] + unsup_weight * out["unsup"] + args.s4gan_fm_weight * out["fm"]
+
+        def after() -> dict:
+            """Once the student stepped: the teacher follows it, the discriminator takes its own step."""
             if teacher is not None:  # a copy during the warm-up, then the ramped average (see the docstring)
                 ema_update(teacher, model, ema_decay_at(optimizer.global_step - 1 - warmup_steps, args.semi_ema_decay)
                            if unsup_weight > 0 else 0.0)
-            if disc is not None:
-                loss_disc = discriminator_loss(disc, images_l, labels_l, images_u, out["probs_u"])
-                check_finite(loss_disc, where=f"{where} (discriminator)")
-                disc_optimizer.zero_grad(set_to_none=True)
-                loss_disc.backward()
-                disc_optimizer.step()
-                sums["disc"] += loss_disc.item()
-                sums["fm"] += out["fm"].item()
-                accepted += out["accepted"]
-            sums["loss"] += loss.item()
-            sums["sup"] += out["sup"].item()
-            sums["unsup"] += out["unsup"].item()
-            pseudo_pixels += out["pseudo_pixels"]
-            valid_pixels += out["valid_pixels"]
-            tiles += len(images_u)
-        means = {k: v / max(steps_per_epoch, 1) for k, v in sums.items()}
+            if disc is None:
+                return {}
+            loss_disc = discriminator_loss(disc, images_l, labels_l, images_u, out["probs_u"])
+            check_finite(loss_disc, where=f"{where} (discriminator)")
+            disc_optimizer.zero_grad(set_to_none=True)
+            loss_disc.backward()
+            disc_optimizer.step()
+            return {"disc": loss_disc.item(), "fm": out["fm"].item(), "accepted": out["accepted"]}
+
+        return Step(loss, {"loss": loss.item(), "sup": out["sup"].item(), "unsup": out["unsup"].item(),
+                           "pseudo_pixels": out["pseudo_pixels"], "valid_pixels": out["valid_pixels"],
+                           "tiles": len(images_u)}, after)
+
+    def summarize(sums: dict) -> dict:
+        means = {k: sums.get(k, 0.0) / max(steps_per_epoch, 1) for k in ("loss", "sup", "unsup", "fm", "disc")}
         loss_per_epoch.append(means["loss"])
         sup_per_epoch.append(means["sup"])
         metrics = {"loss": means["loss"], "loss_sup": means["sup"], "loss_unsup": means["unsup"],
-                   "pseudo_pixel_fraction": pseudo_pixels / max(valid_pixels, 1), "unsup_weight": unsup_weight,
-                   "loss_per_epoch": loss_per_epoch, "loss_sup_per_epoch": sup_per_epoch,
-                   "epoch_seconds": time.time() - tic}
+                   "pseudo_pixel_fraction": sums.get("pseudo_pixels", 0) / max(sums.get("valid_pixels", 0), 1),
+                   "unsup_weight": epoch_state["unsup_weight"], "loss_per_epoch": loss_per_epoch,
+                   "loss_sup_per_epoch": sup_per_epoch}
         if disc is not None:
-            metrics.update(loss_fm=means["fm"], loss_disc=means["disc"], accepted_tile_fraction=accepted / max(tiles, 1))
+            metrics.update(loss_fm=means["fm"], loss_disc=means["disc"],
+                           accepted_tile_fraction=sums.get("accepted", 0) / max(sums.get("tiles", 0), 1))
+        return metrics
+
+    def log_epoch(epoch: int, metrics: dict, sums: dict) -> None:
         log.info("train_semi epoch %d/%d: loss %.4f (sup %.4f, unsup %.4f x %.2f), pseudo-labelled pixels %.1f %%%s, "
                  "%.1f s", epoch + 1, args.semi_num_epochs, metrics["loss"], metrics["loss_sup"], metrics["loss_unsup"],
-                 unsup_weight, 100 * metrics["pseudo_pixel_fraction"],
+                 metrics["unsup_weight"], 100 * metrics["pseudo_pixel_fraction"],
                  "" if disc is None else f", accepted tiles {100 * metrics['accepted_tile_fraction']:.1f} %, "
                                          f"D loss {metrics['loss_disc']:.3f}, FM {metrics['loss_fm']:.4f}",
                  metrics["epoch_seconds"])
-        extra = {"epoch": epoch + 1, "class_names": class_names, "label_source": f"semi_{method}",
+
+    def save(epoch_done: int, metrics: dict) -> None:
+        extra = {"epoch": epoch_done, "class_names": class_names, "label_source": f"semi_{method}",
                  "semi": {"method": method, "labeled_list": args.semi_labeled_list, "num_labeled": len(labeled),
                           "num_unlabeled": len(unlabeled), "conf_thres": args.semi_conf_thres,
                           "class_portion": args.semi_class_portion, "ema_decay": args.semi_ema_decay,
@@ -303,5 +305,9 @@ def run(args) -> None:
             extra["discriminator_config"] = disc.config
         save_model(args.semi_weights_name, model, args=args, step=optimizer.global_step, metrics=metrics,
                    optimizer=optimizer, extra=extra)
+
+    train_epochs("train_semi", model=model, optimizer=optimizer, loader=unlabeled_loader,
+                 num_epochs=args.semi_num_epochs, start_epoch=start_epoch, begin_epoch=begin_epoch, step=one_step,
+                 summarize=summarize, log_epoch=log_epoch, save=save)
     log.info("train_semi: weights in %s (evaluate with --eval_seg_pass True --seg_weights_name %s)",
              args.semi_weights_name, args.semi_weights_name)
