@@ -190,7 +190,8 @@ def _official_cam_net(module: str, head, mapped: bool):
     if mapped:  # our layer4: dilation 2 in the blocks after the first
         for block in list(net.resnet50.layer4)[1:]:
             block.conv2.dilation, block.conv2.padding = (2, 2), (2, 2)
-    return net.eval()
+    net.eval()  # their Net.train() returns None
+    return net
 
 
 def _ours_cam_net(weights: str, head):
@@ -390,7 +391,8 @@ def prepare(spec: dict) -> dict:
 
     for size in spec["sizes"]:
         torch.manual_seed(seed + 2)
-        net = resnet50_irn.EdgeDisplacement(crop_size=-(-size // 16) * 16).eval()
+        net = resnet50_irn.EdgeDisplacement(crop_size=-(-size // 16) * 16)
+        net.eval()  # their Net.train() returns None (and only freezes conv1/bn1; FixedBatchNorm is eval anyway)
         img = next(iter(np.load(os.path.join(work, f"images_{size}.npz")).values()))
         x = imutils.HWC_to_CHW(TorchvisionNormalize()(img))
         x = torch.from_numpy(np.stack([x, np.flip(x, -1)]).copy())
@@ -454,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work_dir", default=None, help="keep the inputs and outputs here (default: a temp folder)")
+    p.add_argument("--reuse_inputs", action="store_true", help="keep the weights/images already in --work_dir")
     p.add_argument("--summary_only", action="store_true",
                    help="only summarise the runs already in --work_dir/runs.jsonl (e.g. of an interrupted run)")
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
@@ -484,9 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     common = {"work": work, "seed": args.seed, "threads": args.threads, "cam_scales": list(args.cam_scales),
               "official_irn": os.path.abspath(args.official_irn),
               "official_advcam": os.path.abspath(args.official_advcam)}
-    _subprocess({**common, "stage": "ours", "sizes": list(args.sizes), "num_images": list(args.num_images),
-                 "num_classes": args.num_classes, "image_dir": args.image_dir, "image_list": args.image_list})
-    if "walk" in args.passes:
+    if not (args.reuse_inputs and os.path.exists(os.path.join(work, "head.pt"))):
+        _subprocess({**common, "stage": "ours", "sizes": list(args.sizes), "num_images": list(args.num_images),
+                     "num_classes": args.num_classes, "image_dir": args.image_dir, "image_list": args.image_list})
+    walk_ready = os.path.exists(os.path.join(work, f"walk_{args.sizes[-1]}.npz"))
+    if "walk" in args.passes and not (args.reuse_inputs and walk_ready):
         _subprocess({**common, "stage": "edge", "sizes": list(args.sizes)})
     spec0 = {**common, "adv_iter": args.adv_iter, "AD_coeff": args.AD_coeff, "AD_stepsize": args.AD_stepsize,
              "score_th": args.score_th, "engine": args.adv_engine, "beta": args.beta, "exp_times": args.exp_times,
@@ -498,8 +503,13 @@ def main(argv: list[str] | None = None) -> int:
         if impl == "official" and name == "walk" and size > args.official_walk_max_side:
             return
         out = os.path.join(work, f"{impl}_{name}_{size}_{'mapped' if mapped else 'raw'}_{repeat}.npz")
-        result = _subprocess({**spec0, "impl": impl, "pass": name, "size": size, "images": images,
-                              "mapped": mapped, "out": out})
+        try:
+            result = _subprocess({**spec0, "impl": impl, "pass": name, "size": size, "images": images,
+                                  "mapped": mapped, "out": out})
+        except RuntimeError as err:  # report it and go on: the other runs still count
+            print(json.dumps({"impl": impl, "pass": name, "size": size, "mapped": mapped, "failed": str(err)}),
+                  flush=True)
+            return
         result.update(repeat=repeat, out=out)
         print(json.dumps(result), flush=True)
         with open(log_path, "a") as f:  # a partial run can still be summarised (--summary_only)
