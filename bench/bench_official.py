@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args._worker)
         print(json.dumps(prepare(spec) if "stage" in spec else worker(spec)), flush=True)
         return 0
-    if not args.official_irn or not args.official_advcam:
+    if not args.summary_only and not (args.official_irn and args.official_advcam):
         build_parser().error("--official_irn and --official_advcam (paths of your checkouts) are required")
     if len(args.num_images) != len(args.sizes):
         build_parser().error("--num_images needs one count per --sizes entry")
@@ -535,8 +535,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(summary: dict) -> None:
     """The markdown table of the summary (min over repeats for times, max for memory)."""
-    def fmt(row, impl, key, agg):
-        return f"{agg(row[impl][key]):.2f}" if row.get(impl) else "not run"
+    def fmt(row, impl, key, agg, spec=".2f"):
+        return format(agg(row[impl][key]), spec) if row.get(impl) else "not run"
+
+    def num(row, key, spec):
+        return format(row[key], spec) if key in row else "–"
 
     print("| pass, size | ours CPU s/img (wall) | official CPU s/img (wall) | CPU ratio official/ours "
           "| peak RSS ours / official MiB | max CAM diff raw / mapped | label agreement raw / mapped | load |")
@@ -545,10 +548,10 @@ def print_table(summary: dict) -> None:
         loads = [v for impl in ("ours", "official") if r.get(impl) for v in r[impl]["load_avg_1min"]]
         print(f"| {r['pass']}, {r['size']}² | {fmt(r, 'ours', 'cpu_s_per_image', min)} "
               f"({fmt(r, 'ours', 's_per_image', min)}) | {fmt(r, 'official', 'cpu_s_per_image', min)} "
-              f"({fmt(r, 'official', 's_per_image', min)}) | {r.get('cpu_ratio_official_over_ours', '–')} "
-              f"| {fmt(r, 'ours', 'peak_rss_mib', max)} / {fmt(r, 'official', 'peak_rss_mib', max)} "
-              f"| {r.get('raw_max_abs_diff', '–')} / {r.get('mapped_max_abs_diff', '–')} "
-              f"| {r.get('raw_label_agreement_min', '–')} / {r.get('mapped_label_agreement_min', '–')} "
+              f"({fmt(r, 'official', 's_per_image', min)}) | {num(r, 'cpu_ratio_official_over_ours', '.2f')} "
+              f"| {fmt(r, 'ours', 'peak_rss_mib', max, '.0f')} / {fmt(r, 'official', 'peak_rss_mib', max, '.0f')} "
+              f"| {num(r, 'raw_max_abs_diff', '.2g')} / {num(r, 'mapped_max_abs_diff', '.2g')} "
+              f"| {num(r, 'raw_label_agreement_min', '.2%')} / {num(r, 'mapped_label_agreement_min', '.2%')} "
               f"| {min(loads, default=float('nan')):.1f} – {max(loads, default=float('nan')):.1f} |")
 
 
