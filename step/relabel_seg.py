@@ -25,11 +25,9 @@ import torch
 from data.labels import background_free, load_class_names, load_cls_labels, overlay_sample, read_checked_list
 from data.raster_io import read_image
 from misc import artifacts, dist
-from misc.io import is_complete, load_png, save_args, save_png
-from misc.logutils import progress
+from misc.io import load_png, save_png
+from misc.item_pass import for_each_item, made_after, open_item_pass, segmenter_window_fn
 from misc.relabel import tag_restricted_label
-from misc.item_pass import segmenter_window_fn
-from misc.robust import BadItems, prepare_out_dir
 from misc.sliding_window import predict_sliding
 from misc.visualize import label_overlay, legend_entries, side_by_side
 
@@ -45,39 +43,33 @@ def run(args) -> None:
     model_fn, _ = segmenter_window_fn(args, class_names)
     has_background = not background_free(args.voc12_root, args.background)
     out_dir = args.relabel_out_dir
-    prepare_out_dir(out_dir)
-    if dist.is_main():
-        save_args(args, out_dir, PASS_NAME)
     overlay_names = overlay_sample(names, labels_file, args.cam_num_overlays)
-    weights_time = os.path.getmtime(args.seg_weights_name)
-    mine = dist.shard(names)
-    todo = [n for n in mine if args.overwrite or not is_complete(artifacts.sem_seg_path(out_dir, n))
-            or os.path.getmtime(artifacts.sem_seg_path(out_dir, n)) <= weights_time]
+    # masks written with other (older) weights are redone, so a new round never keeps the last round's labels
+    todo = open_item_pass(args, PASS_NAME, out_dir, names,
+                          done=made_after(lambda n: artifacts.sem_seg_path(out_dir, n), args.seg_weights_name))
     log.info("%s: %d images to relabel with %s (%d already done), %s, confidence threshold %.2f", PASS_NAME,
-             len(todo), args.seg_weights_name, len(mine) - len(todo),
+             len(todo), args.seg_weights_name, len(dist.shard(names)) - len(todo),
              "tagged classes + background" if has_background else "tagged classes only (background-free)",
              args.relabel_conf_thres)
-    bad = BadItems(PASS_NAME, skip_bad=args.skip_bad)
-    with torch.inference_mode():
-        for name in progress(todo, desc=PASS_NAME):
-            with bad.guard(name):
-                rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
-                probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,
-                                        overlap=args.predict_overlap, num_classes=len(class_names),
-                                        batch_size=args.predict_batch_size)  # (K+1, H, W)
-                keys = np.nonzero(cls_labels[name] > 0.5)[0]  # the image's tags, 0-based
-                label = tag_restricted_label(probs, keys, has_background=has_background,
-                                             conf_thres=args.relabel_conf_thres)
-                if name in overlay_names:  # before the label: the label marks the item done
-                    gt_path = artifacts.mask_path(args.voc12_root, name)
-                    panels, titles = [rgb, label_overlay(rgb, label)], ["image", "relabelled (tags applied)"]
-                    gt = load_png(gt_path) if os.path.isfile(gt_path) else None
-                    if gt is not None and gt.shape == label.shape:  # a colour or misfit mask is not drawn
-                        panels.append(label_overlay(rgb, gt))
-                        titles.append("ground truth")
-                    save_png(artifacts.overlay_path(out_dir, name),
-                             side_by_side(panels, titles=titles, legend=legend_entries(class_names)))
-                save_png(artifacts.sem_seg_path(out_dir, name), label)
-    bad.log_summary()
+
+    def one(name: str) -> None:
+        rgb = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
+        probs = predict_sliding(model_fn, torch.from_numpy(rgb).permute(2, 0, 1), window=args.predict_window,
+                                overlap=args.predict_overlap, num_classes=len(class_names),
+                                batch_size=args.predict_batch_size)  # (K+1, H, W)
+        keys = np.nonzero(cls_labels[name] > 0.5)[0]  # the image's tags, 0-based
+        label = tag_restricted_label(probs, keys, has_background=has_background, conf_thres=args.relabel_conf_thres)
+        if name in overlay_names:  # before the label: the label marks the item done
+            gt_path = artifacts.mask_path(args.voc12_root, name)
+            panels, titles = [rgb, label_overlay(rgb, label)], ["image", "relabelled (tags applied)"]
+            gt = load_png(gt_path) if os.path.isfile(gt_path) else None
+            if gt is not None and gt.shape == label.shape:  # a colour or misfit mask is not drawn
+                panels.append(label_overlay(rgb, gt))
+                titles.append("ground truth")
+            save_png(artifacts.overlay_path(out_dir, name),
+                     side_by_side(panels, titles=titles, legend=legend_entries(class_names)))
+        save_png(artifacts.sem_seg_path(out_dir, name), label)
+
+    for_each_item(todo, one, pass_name=PASS_NAME, skip_bad=args.skip_bad)
     dist.barrier()
     log.info("%s: pseudo masks in %s (train the next round with --sem_seg_out_dir %s)", PASS_NAME, out_dir, out_dir)
