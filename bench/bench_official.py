@@ -247,7 +247,7 @@ def worker(spec: dict) -> dict:
             run = lambda: indexing.propagate_to_edge(cams, edge, beta=spec["beta"],  # noqa: E731
                                                      exp_times=spec["exp_times"], radius=spec["radius"])
         with torch.no_grad():
-            base_cpu, base_rss = _usage()
+            _, base_rss = _usage()
             start, cpu0 = time.perf_counter(), _usage()[0]
             walked = run()
             wall, cpu = time.perf_counter() - start, _usage()[0] - cpu0
@@ -285,7 +285,7 @@ def worker(spec: dict) -> dict:
                        for s in sums)
 
         one(warm["warm"])  # untimed: allocator, kernels, first calls
-        base_cpu, base_rss = _usage()
+        _, base_rss = _usage()
         start, cpu0 = time.perf_counter(), _usage()[0]
         for key, image in images.items():
             high = one(image)
@@ -322,11 +322,12 @@ def worker(spec: dict) -> dict:
         if name == "make_cam":
             torch.cuda.device_count = lambda: 2  # patch 6: skip the progress print
         work_fn(0, model, [warm_items], args if name == "make_cam" else official.args)
-        base_cpu, base_rss = _usage()
+        _, base_rss = _usage()
         start, cpu0 = time.perf_counter(), _usage()[0]
         work_fn(0, model, [items], args if name == "make_cam" else official.args)
         wall, cpu = time.perf_counter() - start, _usage()[0] - cpu0
         for key in images:
+            # the official make_cam / AdvCAM write a pickled dict per image (their format, read here only)
             saved[key] = np.load(os.path.join(out_dir, key + ".npy"), allow_pickle=True).item()["high_res"]
         count = len(images)
     np.savez(spec["out"], **saved)
