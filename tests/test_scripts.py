@@ -78,6 +78,49 @@ def test_pseudo_label_quality_background_free_by_hand(tmp_path):
     assert q["c_precision"] == pytest.approx(1.0) and q["c_recall"] == pytest.approx(1 / 2)
 
 
+def test_crf_sweep_scores_the_background_free_argmax_by_hand(tmp_path):
+    """crf-sweep's first row is eval_cam's background-free argmax (mean-scaled), counted by hand; a CRF row on an
+    image of two flat colour halves whose labels follow the halves keeps them."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pseudo_label_quality import crf_sweep
+
+    from misc import artifacts
+    from misc.io import save_npz, save_png
+    from PIL import Image
+
+    root, cam_dir = tmp_path / "data", str(tmp_path / "cam")
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "classes.json").write_text('{"classes": ["background", "a", "b"]}')
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, 4:] = 200
+    Image.fromarray(image).save(root / "JPEGImages" / "x.png")
+    gt = np.ones((8, 8), np.uint8)
+    gt[:, 4:] = 2
+    save_png(artifacts.mask_path(str(root), "x"), gt)
+    # class a (key 0) is flat 0.5; class b (key 1) is 1.0 on the right half, 0.2 on the left. Mean-scaled:
+    # a = 1 everywhere, b = 1/0.6 (right) and 0.2/0.6 (left): the argmax is a on the left, b on the right.
+    maps = np.stack([np.full((8, 8), 0.5, np.float32), np.where(gt == 2, 1.0, 0.2).astype(np.float32)])
+    save_npz(artifacts.cam_path(cam_dir, "x"), keys=np.array([0, 1]), cam=maps[:, ::4, ::4], high_res=maps)
+    rows = crf_sweep(str(root), ["x"], cam_dir, [{"bilateral_sxy": 10.0, "bilateral_srgb": 13.0}])
+    assert rows[0]["setting"] is None and rows[0]["miou"] == pytest.approx(1.0)
+    assert rows[1]["miou"] == pytest.approx(1.0) and rows[1]["iou"]["background"] is None
+    # one stray "b" pixel inside the flat left half: the argmax keeps it (a: 31/32, b: 32/33 IoU), the CRF removes it
+    maps[1, 2, 1] = 1.0
+    save_npz(artifacts.cam_path(cam_dir, "x"), keys=np.array([0, 1]), cam=maps[:, ::4, ::4], high_res=maps)
+    rows = crf_sweep(str(root), ["x"], cam_dir, [{}])
+    assert rows[0]["iou"]["a"] == pytest.approx(31 / 32) and rows[0]["iou"]["b"] == pytest.approx(32 / 33)
+    assert rows[1]["miou"] == pytest.approx(1.0)
+    maps[1, 2, 1] = 0.2
+    save_npz(artifacts.cam_path(cam_dir, "x"), keys=np.array([0, 1]), cam=maps[:, ::4, ::4], high_res=maps)
+    # with max scaling b never beats a on the left (0.2 < 0.5) and always on the right: the same labels here
+    rows = crf_sweep(str(root), ["x"], cam_dir, [], class_scale="max")
+    assert rows[0]["iou"] == {"background": None, "a": 1.0, "b": 1.0}
+
+
 @pytest.mark.parametrize("argv,fragment", [
     ([], "--images is required"),
     (["--images", "nowhere_at_all", "--masks", "x", "--test", "a"], "does not exist"),
