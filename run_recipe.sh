@@ -22,14 +22,16 @@
 #   --device DEV       auto | cpu | cuda | cuda:N (default auto)
 # Knobs (environment): CAM_EPOCHS (10), IRN_EPOCHS (10), SEG_EPOCHS (6), SELF_TRAIN_ROUNDS (0),
 #   SEG_BACKBONE (efficientnet_lite2), SEG_DECODER (fpn), CAM_SCALES (2.0,3.0), CROP (256: training crops),
-#   POS_THRES (0.02 land cover, 0.05 building-only).
+#   POS_THRES (0.02 land cover, 0.05 building-only), CAM_PATCH (the CAM classifier's own patch side, with --masks
+#   only: its tags come from smaller patches of the same training scenes, every scene holding a held-out patch left
+#   out; default: the --patch_size patches).
 # Rerunning the same command resumes: training continues from the last finished epoch (a finished model is kept) and
 # finished items are kept (delete a folder or a weights file to redo it).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 IMAGES="" MASKS="" TAGS="" PALETTE=dubai CLASSES=all PATCH="" TEST="" OUT=result/recipe DEVICE=auto
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --images) IMAGES=$2; shift 2 ;;
@@ -92,9 +94,33 @@ if [ ! -f "$L/train.txt" ]; then
 fi
 T=(--train_list "$L/train.txt" --infer_list "$L/train.txt")
 
+# the CAM classifier's patches: smaller ones teach what a class is *not* (a 128² patch of road without a roof)
+CAM_PATCH=${CAM_PATCH:-$PATCH}
+case "$CAM_PATCH" in ''|*[!0-9]*) echo "run_recipe.sh: CAM_PATCH must be a patch side in px (got '$CAM_PATCH')" >&2; exit 2 ;; esac
+CAM_ROOT=$ROOT CAM_L=$L CAM_CROP=$CROP
+if [ "$CAM_PATCH" != "$PATCH" ]; then
+  [ -n "$MASKS" ] || { echo "run_recipe.sh: CAM_PATCH needs --masks (tags belong to whole images)" >&2; exit 2; }
+  CAM_ROOT=$OUT/data_cam$CAM_PATCH CAM_L=$OUT/data_cam$CAM_PATCH/lists CAM_CROP=$CAM_PATCH
+  echo "== 1b. $CAM_PATCH² patches for the CAM classifier -> $CAM_ROOT"
+  if [ ! -f "$CAM_L/train.txt" ]; then
+    $PY -m data.prepare --images "$IMAGES" --masks "$MASKS" --palette "$PALETTE" --fg_classes "$CLASSES" \
+        --patch_size "$CAM_PATCH" --out_root "$CAM_ROOT" --list_out "$CAM_L/all.txt"
+    NEG=$($PY -c "import sys; p=float(sys.argv[1]); print(p - 1e-4 if sys.argv[2] == 'all' else 0.0)" "$POS_THRES" "$CLASSES")
+    $PY write_numpy.py --voc12_root "$CAM_ROOT" --list "$CAM_L/all.txt" --pos_thres "$POS_THRES" --neg_thres "$NEG" \
+        --out_list "$CAM_L/tagged.txt" --out_pos_list "$CAM_L/tagged_pos.txt"
+    # patch names are <scene>__y<row>_x<col>: every scene that holds a held-out patch stays out of training
+    sed -E 's/__y[0-9]+_x[0-9]+$//' "$L/test.txt" | sort -u > "$CAM_L/test_scenes.txt"
+    awk 'NR == FNR { held[$0] = 1; next } { s = $0; sub(/__y[0-9]+_x[0-9]+$/, "", s); if (!(s in held)) print }' \
+        "$CAM_L/test_scenes.txt" "$CAM_L/tagged.txt" > "$CAM_L/train.txt.tmp"
+    [ -s "$CAM_L/train.txt.tmp" ] || { echo "run_recipe.sh: no tagged $CAM_PATCH² patch is left outside the held-out scenes" >&2; exit 2; }
+    mv -f "$CAM_L/train.txt.tmp" "$CAM_L/train.txt"
+  fi
+  echo "CAM classifier: $(wc -l < "$CAM_L/train.txt") tagged $CAM_PATCH² patches"
+fi
+
 echo "== 2. CAM classifier and CAMs of the training patches"
-$PY run_sample.py "${C[@]}" "${T[@]}" --train_cam_pass True --resume True \
-    --cam_batch_size 16 --cam_num_epochs "$CAM_EPOCHS" --cam_learning_rate 0.0002 --cam_crop_size "$CROP"
+$PY run_sample.py "${C[@]}" --voc12_root "$CAM_ROOT" --train_list "$CAM_L/train.txt" --train_cam_pass True --resume True \
+    --cam_batch_size 16 --cam_num_epochs "$CAM_EPOCHS" --cam_learning_rate 0.0002 --cam_crop_size "$CAM_CROP"
 $PY run_sample.py "${C[@]}" "${T[@]}" --make_cam_pass True --eval_cam_pass True
 
 echo "== 3. thresholds from the CAMs themselves (no ground truth used)"

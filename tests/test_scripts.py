@@ -139,7 +139,8 @@ def test_run_recipe_refuses_bad_arguments_before_running_anything(tmp_path, argv
 
 
 def test_run_recipe_end_to_end_on_generated_scenes_and_resumes(tmp_path):
-    """run_recipe.sh from masks to report.html on tiny generated scenes (1 epoch each), then a rerun that resumes."""
+    """run_recipe.sh from masks to report.html on tiny generated scenes (1 epoch each, the CAM classifier on smaller
+    patches), then a rerun that resumes."""
     import json
     import os
     import sys
@@ -149,7 +150,7 @@ def test_run_recipe_end_to_end_on_generated_scenes_and_resumes(tmp_path):
     raw = tmp_path / "raw"
     synthetic.write_dataset(str(raw), num_tiles=2, scenes_per_tile=1, size=(128, 128), seed=5)
     env = {**os.environ, "PYTHON": sys.executable, "CAM_EPOCHS": "1", "IRN_EPOCHS": "1", "SEG_EPOCHS": "1",
-           "CROP": "64", "CAM_SCALES": "1.0", "OMP_NUM_THREADS": "1", "SELF_TRAIN_ROUNDS": "1"}
+           "CROP": "64", "CAM_SCALES": "1.0", "OMP_NUM_THREADS": "1", "SELF_TRAIN_ROUNDS": "1", "CAM_PATCH": "32"}
     out = tmp_path / "out"
     argv = ["bash", str(ROOT / "run_recipe.sh"), "--images", str(raw), "--masks", str(raw), "--patch_size", "64",
             "--test", "^Tile_2__", "--out", str(out), "--device", "cpu"]
@@ -161,6 +162,10 @@ def test_run_recipe_end_to_end_on_generated_scenes_and_resumes(tmp_path):
     train = (out / "data" / "lists" / "train.txt").read_text().split()
     test = (out / "data" / "lists" / "test.txt").read_text().split()
     assert train and test and all(n.startswith("Tile_1__") for n in train) and all(n.startswith("Tile_2__") for n in test)
+    # CAM_PATCH: the classifier trained on 32² patches of the training scenes only
+    cam_train = (out / "data_cam32" / "lists" / "train.txt").read_text().split()
+    assert len(cam_train) > len(train) and all(n.startswith("Tile_1__") for n in cam_train)
+    assert json.loads((out / "data_cam32" / "classes.json").read_text())["patch_size"] == 32
     relabelled = sorted(p.stem for p in (out / "results" / "relabel_r1").glob("*.png"))
     assert relabelled == sorted(train)
     scores = json.loads((out / "results" / "seg" / "eval_seg.json").read_text())
