@@ -62,6 +62,13 @@ SEG_BACKBONE=${SEG_BACKBONE:-efficientnet_lite2} SEG_DECODER=${SEG_DECODER:-fpn}
 CAM_SCALES=${CAM_SCALES:-2.0,3.0} POS_THRES=${POS_THRES:-$DEFAULT_POS}
 # in land-cover mode a class counts as present from POS_THRES of the patch and nothing is dropped as ambiguous
 NEG=$($PY -c "import sys; p=float(sys.argv[1]); print(p - 1e-4 if sys.argv[2] == 'all' else 0.0)" "$POS_THRES" "$CLASSES")
+# patches of side $2 with their tags from the masks into the data folder $1 (lists/all.txt, tagged.txt, tagged_pos.txt)
+prepare_from_masks() {
+  $PY -m data.prepare --images "$IMAGES" --masks "$MASKS" --palette "$PALETTE" --fg_classes "$CLASSES" \
+      --patch_size "$2" --out_root "$1" --list_out "$1/lists/all.txt"
+  $PY write_numpy.py --voc12_root "$1" --list "$1/lists/all.txt" --pos_thres "$POS_THRES" --neg_thres "$NEG" \
+      --out_list "$1/lists/tagged.txt" --out_pos_list "$1/lists/tagged_pos.txt"
+}
 ROOT=$OUT/data L=$OUT/data/lists W=$OUT/weights R=$OUT/results
 mkdir -p "$OUT" "$W" "$R"
 C=(--voc12_root "$ROOT" --device "$DEVICE" --log_name "$OUT/recipe" --cam_weights_name "$W/cam.pth"
@@ -72,10 +79,7 @@ C=(--voc12_root "$ROOT" --device "$DEVICE" --log_name "$OUT/recipe" --cam_weight
 echo "== 1. patches and image-level labels -> $ROOT"
 if [ ! -f "$L/train.txt" ]; then
   if [ -n "$MASKS" ]; then
-    $PY -m data.prepare --images "$IMAGES" --masks "$MASKS" --palette "$PALETTE" --fg_classes "$CLASSES" \
-        --patch_size "$PATCH" --out_root "$ROOT" --list_out "$L/all.txt"
-    $PY write_numpy.py --voc12_root "$ROOT" --list "$L/all.txt" --pos_thres "$POS_THRES" --neg_thres "$NEG" \
-        --out_list "$L/tagged.txt" --out_pos_list "$L/tagged_pos.txt"
+    prepare_from_masks "$ROOT" "$PATCH"
   else
     $PY -m data.prepare --images "$IMAGES" --palette "$PALETTE" --fg_classes "$CLASSES" \
         --patch_size "$PATCH" --out_root "$ROOT" --list_out "$L/all.txt"
@@ -106,10 +110,7 @@ if [ "$CAM_PATCH" != "$PATCH" ]; then
   CAM_ROOT=$OUT/data_cam$CAM_PATCH CAM_L=$OUT/data_cam$CAM_PATCH/lists CAM_CROP=$CAM_PATCH
   echo "== 1b. $CAM_PATCH² patches for the CAM classifier -> $CAM_ROOT"
   if [ ! -f "$CAM_L/train.txt" ]; then
-    $PY -m data.prepare --images "$IMAGES" --masks "$MASKS" --palette "$PALETTE" --fg_classes "$CLASSES" \
-        --patch_size "$CAM_PATCH" --out_root "$CAM_ROOT" --list_out "$CAM_L/all.txt"
-    $PY write_numpy.py --voc12_root "$CAM_ROOT" --list "$CAM_L/all.txt" --pos_thres "$POS_THRES" --neg_thres "$NEG" \
-        --out_list "$CAM_L/tagged.txt" --out_pos_list "$CAM_L/tagged_pos.txt"
+    prepare_from_masks "$CAM_ROOT" "$CAM_PATCH"
     # patch names are <scene>__y<row>_x<col>: every scene that holds a held-out patch stays out of training
     sed -E 's/__y[0-9]+_x[0-9]+$//' "$L/test.txt" | sort -u > "$CAM_L/test_scenes.txt"
     awk 'NR == FNR { held[$0] = 1; next } { s = $0; sub(/__y[0-9]+_x[0-9]+$/, "", s); if (!(s in held)) print }' \
