@@ -21,16 +21,18 @@ class IRNDataset(SeededDataset):
     stride 4 (misc.pair_sampler.downsample_label); pair labels are built on the device in the training step.
     Randomness comes from (seed, epoch, index), so results do not depend on the number of workers.
 
-    Item: {"name": str, "img": float32 (3, crop, crop) in [0, 1], "label": uint8 (ceil(crop/4), ceil(crop/4))}.
+    Item: {"name": str, "img": float32 (3, crop, crop) in [0, 1], "label": uint8 (ceil(crop/s), ceil(crop/s))} for
+    ``stride`` s (4, or 2 for a stride-2 IRN).
     """
 
     def __init__(self, voc12_root: str, names: list[str], ir_label_dir: str, crop_size: int,
-                 scale_range: tuple[float, float] = (0.7, 1.3), seed: int = 0):
+                 scale_range: tuple[float, float] = (0.7, 1.3), seed: int = 0, stride: int = 4):
         self.voc12_root = voc12_root
         super().__init__(names, seed)
         self.ir_label_dir = ir_label_dir
         self.crop_size = int(crop_size)
         self.scale_range = scale_range
+        self.stride = int(stride)  # the IRN's output stride: the label is reduced to it
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
@@ -47,4 +49,4 @@ class IRNDataset(SeededDataset):
         image, label = random_dihedral([image, label], rng)
         image, label = random_crop([image, label], self.crop_size, rng, fill_values=[0.0, IGNORE_INDEX])
         return {"name": name, "img": torch.from_numpy(image.transpose(2, 0, 1).copy()),
-                "label": torch.from_numpy(downsample_label(label, stride=4))}
+                "label": torch.from_numpy(downsample_label(label, stride=self.stride))}

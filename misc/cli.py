@@ -298,6 +298,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--irn_network", default="net.resnet50_irn", help="accepted for seed compatibility")
     g.add_argument("--irn_boundary", default="gated", choices=IRN_BOUNDARIES,
                    help="boundary branch: gated convolutions (ACGC) or IRN's plain one")
+    g.add_argument("--irn_stride", type=int, default=4, choices=(4, 2),
+                   help="train_irn: output stride of the boundary map and displacement field (2: the network sees "
+                        "the image upsampled ×2; the walk then runs on the stride-2 grid, with ~16× its cost at the "
+                        "same --exp_times); recorded in the weights file")
     g.add_argument("--irn_crop_size", type=positive_int, default=256, help="train_irn: square training crop (px)")
     g.add_argument("--irn_batch_size", type=positive_int, default=16, help="train_irn: images per step")
     g.add_argument("--irn_num_epochs", "--irn_num_epoches", dest="irn_num_epochs", type=positive_int, default=3,

@@ -179,8 +179,12 @@ class IRNet(nn.Module):
         pretrained: backbone weights for build_backbone (None when the CAM network's are loaded afterwards).
     """
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, boundary: str = "gated", pretrained: str | None = None):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, boundary: str = "gated", pretrained: str | None = None,
+                 stride: int = 4):
         super().__init__()
+        if stride not in (4, 2):
+            raise ValueError(f"IRN stride {stride!r}: choose 4 or 2")
+        self.stride = int(stride)  # 2: the input is upsampled ×2, so the stride-4 outputs are stride 2 of the image
         if boundary not in BOUNDARY_BRANCHES:
             raise ValueError(f"unknown boundary branch {boundary!r}; choose one of {sorted(BOUNDARY_BRANCHES)}")
         if backbone not in BACKBONES:
@@ -213,9 +217,12 @@ class IRNet(nn.Module):
             return [f.detach() for f in self.backbone(x)]
 
     def forward(self, images: torch.Tensor, return_gates: bool = False):
-        """(boundary logits (B, 1, h4, w4), displacement (B, 2, h4, w4)), h4 = ceil(H/4), w4 = ceil(W/4).
+        """(boundary logits (B, 1, h4, w4), displacement (B, 2, h4, w4)), h4 = ceil(H/s), w4 = ceil(W/s) for the
+        model's stride s (4, or 2), displacements in grid cells.
         With return_gates, also the gated branch's 3 gate maps (B, 1, h4, w4) (an empty list for "plain")."""
-        h4, w4 = math.ceil(images.shape[-2] / 4), math.ceil(images.shape[-1] / 4)
+        h4, w4 = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        if self.stride != 4:
+            images = F.interpolate(images, scale_factor=4 // self.stride, mode="bilinear", align_corners=False)
         feats = self.features(images)
         logits, gates = self.boundary_branch(feats, return_gates=True)
         displacement = self.displacement_branch(feats)
@@ -232,12 +239,14 @@ class IRNet(nn.Module):
         return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else images
 
     def boundary_map(self, images: torch.Tensor) -> torch.Tensor:
-        """Boundary probability (B, 1, ceil(H/4), ceil(W/4)) in [0, 1], averaged over the image and its flip."""
+        """Boundary probability (B, 1, ceil(H/s), ceil(W/s)) in [0, 1] for the model's stride s, averaged over the
+        image and its flip."""
         b = images.shape[0]
         x = self._pad_to_4(images)
         logits, _ = self(torch.cat([x, x.flip(-1)], dim=0))
         prob = torch.sigmoid(logits)
-        return (prob[:b] + prob[b:].flip(-1)) / 2
+        h, w = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        return ((prob[:b] + prob[b:].flip(-1)) / 2)[..., :h, :w]
 
     def displacement(self, images: torch.Tensor) -> torch.Tensor:
         """Displacement field (B, 2, ceil(H/4), ceil(W/4)) as (dy, dx) in stride-4 pixels, averaged over the image
@@ -246,7 +255,12 @@ class IRNet(nn.Module):
         x = self._pad_to_4(images)
         _, dp = self(torch.cat([x, x.flip(-1)], dim=0))
         flipped = dp[b:].flip(-1) * torch.tensor([1.0, -1.0], device=dp.device, dtype=dp.dtype).view(1, 2, 1, 1)
-        return (dp[:b] + flipped) / 2
+        h, w = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        dp = ((dp[:b] + flipped) / 2)[..., :h, :w]
+        if self.stride != 4:  # to the stride-4 grid and its units, which the instance pass works in
+            factor = 4 // self.stride
+            dp = F.avg_pool2d(dp, factor, ceil_mode=True) / factor
+        return dp
 
     def param_groups(self, lr: float | None = None) -> list[dict]:
         """The trainable branches (the backbone is frozen), both at ``lr`` (IRN's recipe) when given."""

@@ -74,7 +74,8 @@ def _cam_recorded(ckpt: dict) -> tuple[str, dict]:
 def _irn_recorded(ckpt: dict) -> tuple[str, dict]:
     built = _args_of(ckpt)
     return (ckpt.get("backbone") or built.get("backbone", DEFAULT_BACKBONE),
-            {"boundary": ckpt.get("boundary") or built.get("irn_boundary", "gated")})
+            {"boundary": ckpt.get("boundary") or built.get("irn_boundary", "gated"),
+             "stride": int(built.get("irn_stride", 4))})
 
 
 def _aff_recorded(ckpt: dict) -> tuple[str, dict]:
@@ -117,10 +118,10 @@ KINDS: dict[str, Kind] = {
     "irn": Kind(
         IRNet, "an IRN", "--irn_weights_name", "--train_irn_pass",
         build=lambda name, c, pretrained: IRNet(backbone=name, boundary=c.get("boundary", "gated"),
-                                                pretrained=pretrained),
-        describe=lambda m: (m.backbone_name, {"boundary": m.boundary_kind}),
+                                                pretrained=pretrained, stride=int(c.get("stride", 4))),
+        describe=lambda m: (m.backbone_name, {"boundary": m.boundary_kind, "stride": m.stride}),
         recorded=_irn_recorded,
-        flat_fields=lambda name, c: {"boundary": c["boundary"], "backbone": name}),
+        flat_fields=lambda name, c: {"boundary": c["boundary"], "backbone": name, "stride": c.get("stride", 4)}),
     "aff": Kind(
         AffinityNet, "an AffinityNet", "--aff_weights_name", "--train_aff_pass",
         build=lambda name, c, pretrained: AffinityNet(backbone=name, pretrained=pretrained,
@@ -178,7 +179,7 @@ def spec_from_args(kind: str, args: Any, *, num_classes: int | None = None) -> t
         return args.backbone, {"num_classes": int(num_classes), "boundary_head": args.cam_boundary_loss > 0,
                                "output_stride": int(args.cam_output_stride)}
     if kind == "irn":
-        return args.backbone, {"boundary": args.irn_boundary}
+        return args.backbone, {"boundary": args.irn_boundary, "stride": int(getattr(args, "irn_stride", 4))}
     if kind == "aff":
         return args.backbone, {"embed_dim": 128}
     if kind == "seg":

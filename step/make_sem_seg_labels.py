@@ -57,7 +57,8 @@ RW_NORMALIZATIONS = ("max", "none", "local")
 
 
 def _walk_to_mask(walk, cams: torch.Tensor, keys: np.ndarray, image_hw: tuple[int, int], *, bg_threshold: float,
-                  cam_power: float, normalization: str, class_scale: str = "max") -> tuple[np.ndarray, torch.Tensor]:
+                  cam_power: float, normalization: str, class_scale: str = "max", stride: int = 4
+                  ) -> tuple[np.ndarray, torch.Tensor]:
     """Walk the CAMs with ``walk`` ((C, h, w) → (C, h, w)) and threshold them into a pseudo mask.
 
     normalization: what the walked scores are divided by before the background threshold: ``max`` their overall
@@ -76,16 +77,16 @@ def _walk_to_mask(walk, cams: torch.Tensor, keys: np.ndarray, image_hw: tuple[in
         walked = walk(seeds)
     # background-free (bg_threshold -inf): the argmax compares the classes after --class_scale
     scored = scale_classes(walked, class_scale) if bg_threshold == float("-inf") else walked
-    label = label_from_random_walk(scored, keys, image_hw, bg_threshold=bg_threshold,
+    label = label_from_random_walk(scored, keys, image_hw, bg_threshold=bg_threshold, stride=stride,
                                    normalize=normalization == "max")
     return label, walked
 
 
 def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, image_hw: tuple[int, int], *,
                 bg_threshold: float, beta: float, exp_times: int, cam_power: float = 1.0,
-                radius: int = RW_RADIUS, normalization: str = "max", class_scale: str = "max"
+                radius: int = RW_RADIUS, normalization: str = "max", class_scale: str = "max", stride: int = 4
                 ) -> tuple[np.ndarray, torch.Tensor]:
-    """Pseudo mask of one image from its stride-4 CAMs and boundary map.
+    """Pseudo mask of one image from its stride-``stride`` CAMs and boundary map (4; 2 for a stride-2 IRN).
 
     Args:
         cams: (k, ceil(H/4), ceil(W/4)) float max-normalised CAMs of the present classes ``keys``.
@@ -99,7 +100,15 @@ def pseudo_mask(cams: torch.Tensor, keys: np.ndarray, boundary: torch.Tensor, im
                            tile_size=RW_TILE_SIZE, tile_halo=RW_TILE_HALO)
 
     return _walk_to_mask(walk, cams, keys, image_hw, bg_threshold=bg_threshold, cam_power=cam_power,
-                         normalization=normalization, class_scale=class_scale)
+                         normalization=normalization, class_scale=class_scale, stride=stride)
+
+
+def cams_on_grid(cams: torch.Tensor, stride: int, size: tuple[int, int]) -> torch.Tensor:
+    """Stride-4 CAMs (k, h4, w4) on the stride-``stride`` grid ``size`` (bilinear, cell centres aligned)."""
+    if stride == 4:
+        return cams
+    up = F.interpolate(cams[None].float(), scale_factor=4 // stride, mode="bilinear", align_corners=False)[0]
+    return up[:, : size[0], : size[1]]
 
 
 def affinity_pseudo_mask(cams: torch.Tensor, keys: np.ndarray, features: torch.Tensor, image_hw: tuple[int, int], *,
@@ -145,7 +154,8 @@ def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: 
     if boundary is None:
         boundary_panel = np.zeros((h, w), np.uint8)
     else:
-        up = F.interpolate(torch.from_numpy(boundary)[None, None].float(), scale_factor=4, mode="bilinear",
+        factor = 4 if boundary.shape[0] * 4 < h + 4 else 2  # the map's stride: 4, or 2 for a stride-2 IRN
+        up = F.interpolate(torch.from_numpy(boundary)[None, None].float(), scale_factor=factor, mode="bilinear",
                            align_corners=False)[0, 0, :h, :w]
         boundary_panel = (up.clamp(0, 1) * 255).round().byte().numpy()
     panels = [image, boundary_panel, label_overlay(image, label)]
@@ -231,14 +241,19 @@ def run(args) -> None:
                     class_scale=args.class_scale)
                 boundary = affinity_edge_map(features).cpu().numpy()
             else:
-                boundary_t = model[0].boundary_map(x)[0, 0]  # (ceil(H/4), ceil(W/4))
-                if boundary_t.shape != stride_size(h, w):
-                    raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-4 size "
-                                     f"{stride_size(h, w)}")
-                label, walked = pseudo_mask(torch.from_numpy(cam["cam"]).to(boundary_t.device), keys, boundary_t,
+                stride = getattr(model[0], "stride", 4)  # 4, or 2 for a stride-2 IRN (--irn_stride)
+                boundary_t = model[0].boundary_map(x)[0, 0]  # (ceil(H/s), ceil(W/s))
+                if boundary_t.shape != stride_size(h, w, stride):
+                    raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-{stride} size "
+                                     f"{stride_size(h, w, stride)}")
+                cams_t = cams_on_grid(torch.from_numpy(cam["cam"]).to(boundary_t.device), stride,
+                                      stride_size(h, w, stride))
+                label, walked = pseudo_mask(cams_t, keys, boundary_t,
                                     (h, w), bg_threshold=bg_threshold, beta=args.beta,
                                     exp_times=args.exp_times, cam_power=args.sem_seg_cam_power,
-                                    normalization=args.rw_normalize, class_scale=args.class_scale)
+                                    normalization=args.rw_normalize, class_scale=args.class_scale, stride=stride)
+                if stride != 4:  # the saved walk scores stay on the CAMs' stride-4 grid
+                    walked = F.avg_pool2d(walked[None].float(), 4 // stride, ceil_mode=True)[0]
                 boundary = boundary_t.float().cpu().numpy()
         if name in overlay_names:  # before the pseudo mask: the mask marks the item done
             gt_path = artifacts.mask_path(args.voc12_root, name)

@@ -39,7 +39,7 @@ def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.
             image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
             x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
             boundary = model.boundary_map(x)  # (1, 1, h4, w4)
-            full = torch.nn.functional.interpolate(boundary, scale_factor=4, mode="bilinear", align_corners=False)
+            full = torch.nn.functional.interpolate(boundary, scale_factor=model.stride, mode="bilinear", align_corners=False)
             full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
             save_png(artifacts.irn_boundary_overlay_path(args.irn_weights_name, name),
                      side_by_side([image, cam_overlay(image, full)], titles=["image", "boundary map"]))
@@ -48,9 +48,9 @@ def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.
 def run(args) -> None:
     device = torch.device(args.device)
     names = read_checked_list(args.train_list, args.voc12_root, skip_bad=args.skip_bad)
-    dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.irn_crop_size,
-                         seed=args.seed)
     _, config = spec_from_args("irn", args)
+    dataset = IRNDataset(args.voc12_root, names, args.ir_label_out_dir, crop_size=args.irn_crop_size,
+                         seed=args.seed, stride=config["stride"])
     model = build_on_cam_backbone("irn", config, cam_weights=args.cam_weights_name, backbone=args.backbone,
                                   pretrained=pretrained_weights(args.pretrained), who="train_irn").to(device)
     log.info("train_irn: %d images, crop %d, boundary branch %s, backbone %s, pair radius %d at stride 4",
@@ -62,6 +62,8 @@ def run(args) -> None:
     optimizer = PolyOptimizer(model.param_groups(args.irn_learning_rate), lr=args.irn_learning_rate,
                               weight_decay=args.irn_weight_decay, max_step=max_step)
     expect = {"kind": "irn", "boundary": model.boundary_kind}
+    if model.stride != 4:  # checkpoints from before --irn_stride record no stride: they are stride 4
+        expect["stride"] = model.stride
     overlay_dir = os.path.dirname(artifacts.irn_boundary_overlay_path(args.irn_weights_name, "x"))
     start_epoch, _ = open_training(args, "train_irn", args.irn_weights_name, overlay_dir, resume=lambda: (
         resume_checkpoint(args.irn_weights_name, model, optimizer, expect=expect)))
@@ -69,7 +71,7 @@ def run(args) -> None:
 
     def one_step(batch) -> Step:
         images = batch["img"].to(device, non_blocking=True)  # (B, 3, crop, crop)
-        labels = batch["label"].to(device, non_blocking=True)  # (B, crop/4, crop/4)
+        labels = batch["label"].to(device, non_blocking=True)  # (B, crop/s, crop/s)
         boundary_logits, displacement = train_model(images)
         losses = pair_losses(boundary_logits, displacement, labels, radius=TRAIN_RADIUS)
         return Step(losses["total"], per_image_sums(losses, LOSS_KEYS, len(images)))

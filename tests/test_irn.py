@@ -337,3 +337,32 @@ def test_displacement_branch_learns_offsets_to_object_centres():
         logits, dp = model(test_images)
         end = pair_losses(logits, dp, test_labels)["dp_fg"].item()
     assert end < 0.6 * start, (start, end)
+
+
+def test_a_stride_2_irn_doubles_its_grid_and_keeps_displacements_in_stride_4_units():
+    model = IRNet("efficientnet_lite0", boundary="gated", pretrained=None, stride=2).eval()
+    x = torch.rand(1, 3, 33, 50)
+    with torch.no_grad():
+        logits, dp = model(x)
+        disp = model.displacement(x)
+        native = model(model._pad_to_4(x))[1]
+    assert logits.shape == (1, 1, 17, 25) and dp.shape == (1, 2, 17, 25)
+    assert model.boundary_map(x).shape == (1, 1, 17, 25)
+    assert disp.shape == (1, 2, 9, 13)  # the instance pass's stride-4 grid
+    # one stride-4 cell = the mean of its 2x2 stride-2 cells (image and flip averaged), in stride-4 pixels
+    flipped = model(model._pad_to_4(x).flip(-1))[1].flip(-1) * torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)
+    both = (native + flipped) / 2
+    assert torch.allclose(disp[0, :, 0, 0], both[0, :, :2, :2].mean(dim=(-2, -1)) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="stride 3"):
+        IRNet("efficientnet_lite0", pretrained=None, stride=3)
+
+
+def test_the_stride_travels_with_the_weights_and_labels_shrink_to_it(tmp_path):
+    from net.zoo import load_model, save_model
+
+    model = IRNet("efficientnet_lite0", boundary="plain", pretrained=None, stride=2)
+    save_model(str(tmp_path / "irn.pth"), model, args={"backbone": "efficientnet_lite0"}, step=0)
+    assert load_model(str(tmp_path / "irn.pth"), "irn")[0].stride == 2
+    paths = make_fixture(tmp_path)
+    item = IRNDataset(paths["root"], ["a"], paths["ir_dir"], crop_size=32, stride=2)[0]
+    assert item["img"].shape == (3, 32, 32) and item["label"].shape == (16, 16)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from data.labels import save_cls_labels
 from misc import artifacts
 from misc.cli import build_parser
-from misc.io import load_png, save_npz, save_png, save_text_lines
+from misc.io import load_npz, load_png, save_npz, save_png, save_text_lines
 from step import cam_to_ir_label, eval_sem_seg, make_sem_seg_labels
 
 # name: (height, width, building box (top, left, bottom, right) or None)
@@ -24,16 +24,17 @@ IMAGES = {"a": (64, 64, (16, 16, 40, 44)), "b": (62, 50, (8, 20, 30, 46)), "empt
 class GradientBoundary(torch.nn.Module):
     """Stand-in IRN: boundary probability = normalised colour gradient, averaged over 4x4 cells."""
 
-    def __init__(self):
+    def __init__(self, stride: int = 4):
         super().__init__()
         self.calls = 0
+        self.stride = stride
 
     def boundary_map(self, images: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         gray = images.mean(dim=1, keepdim=True)  # (B, 1, H, W)
         gy = F.pad((gray[:, :, 1:] - gray[:, :, :-1]).abs(), (0, 0, 0, 1))
         gx = F.pad((gray[..., 1:] - gray[..., :-1]).abs(), (0, 1))
-        grad = F.max_pool2d(gy + gx, 4, ceil_mode=True)  # (B, 1, ceil(H/4), ceil(W/4))
+        grad = F.max_pool2d(gy + gx, self.stride, ceil_mode=True)  # (B, 1, ceil(H/s), ceil(W/s))
         return (grad / grad.max().clamp_min(1e-6)).clamp(0, 1)
 
 
@@ -181,3 +182,18 @@ def test_make_sem_seg_without_walk_writes_the_cam_labels(dataset, stand_in_irn):
             t, l, b, r = box
             expected[max(0, t - 3):b + 3, max(0, l - 3):r + 3] = 1
         assert np.array_equal(mask, expected), name
+
+
+def test_a_stride_2_boundary_map_walks_on_the_stride_2_grid(dataset, monkeypatch):
+    """A stride-2 IRN (--irn_stride 2): the stride-4 CAMs are lifted onto its grid, the masks keep the image size,
+    the saved walk scores stay on the stride-4 grid, and the roof is still found."""
+    model = GradientBoundary(stride=2)
+    monkeypatch.setattr("step.make_sem_seg_labels._load_boundary_model", lambda path, device: model)
+    make_sem_seg_labels.run(make_args(dataset, "--sem_seg_save_rw", "True"))
+    out = dataset / "sem"
+    check_label_pngs(out, {0, 1})
+    assert model.calls == 2
+    scores = load_npz(artifacts.cam_path(artifacts.rw_scores_dir(str(out)), "a"))
+    assert scores["cam"].shape == (1, 16, 16) and scores["high_res"].shape == (1, 64, 64)
+    eval_sem_seg.run(make_args(dataset))
+    assert json.loads((out / "eval_sem_seg.json").read_text())["iou"]["building"] > 0.5

@@ -11,7 +11,7 @@ from net.registry import DEFAULT_BACKBONE
 # (kind, name, config) small enough for a CPU test
 SPECS = [
     ("cam", DEFAULT_BACKBONE, {"num_classes": 2, "boundary_head": True, "output_stride": 8}),
-    ("irn", DEFAULT_BACKBONE, {"boundary": "plain"}),
+    ("irn", DEFAULT_BACKBONE, {"boundary": "plain", "stride": 2}),
     ("aff", DEFAULT_BACKBONE, {"embed_dim": 16}),
     ("seg", DEFAULT_BACKBONE, {"num_classes": 3, "head_channels": 16, "decoder": "fpn"}),
     ("disc", None, {"num_classes": 3, "base_channels": 4, "dropout": 0.5}),
@@ -80,7 +80,7 @@ def test_a_bare_state_dict_says_how_to_convert_it(tmp_path):
     assert zoo.main(["--kind", "irn", "--backbone", DEFAULT_BACKBONE, "--config", '{"boundary": "gated"}', bare,
                      converted]) == 0
     loaded, ckpt = zoo.load_model(converted, "irn")
-    assert ckpt["config"] == {"boundary": "gated"}
+    assert ckpt["config"] == {"boundary": "gated", "stride": 4}
     assert all(torch.equal(v, irn.state_dict()[k]) for k, v in loaded.state_dict().items())
 
 
