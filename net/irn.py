@@ -220,7 +220,7 @@ class IRNet(nn.Module):
         """(boundary logits (B, 1, h4, w4), displacement (B, 2, h4, w4)), h4 = ceil(H/s), w4 = ceil(W/s) for the
         model's stride s (4, or 2), displacements in grid cells.
         With return_gates, also the gated branch's 3 gate maps (B, 1, h4, w4) (an empty list for "plain")."""
-        h4, w4 = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        h4, w4 = self.grid_size(images)
         if self.stride != 4:
             images = F.interpolate(images, scale_factor=4 // self.stride, mode="bilinear", align_corners=False)
         feats = self.features(images)
@@ -230,6 +230,10 @@ class IRNet(nn.Module):
         if return_gates:
             return logits, displacement, [g[..., :h4, :w4] for g in gates]
         return logits, displacement
+
+    def grid_size(self, images: torch.Tensor) -> tuple[int, int]:
+        """(ceil(H/s), ceil(W/s)): the output grid of ``images`` at the model's stride s."""
+        return math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
 
     @staticmethod
     def _pad_to_4(images: torch.Tensor) -> torch.Tensor:
@@ -245,7 +249,7 @@ class IRNet(nn.Module):
         x = self._pad_to_4(images)
         logits, _ = self(torch.cat([x, x.flip(-1)], dim=0))
         prob = torch.sigmoid(logits)
-        h, w = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        h, w = self.grid_size(images)
         return ((prob[:b] + prob[b:].flip(-1)) / 2)[..., :h, :w]
 
     def displacement(self, images: torch.Tensor) -> torch.Tensor:
@@ -255,7 +259,7 @@ class IRNet(nn.Module):
         x = self._pad_to_4(images)
         _, dp = self(torch.cat([x, x.flip(-1)], dim=0))
         flipped = dp[b:].flip(-1) * torch.tensor([1.0, -1.0], device=dp.device, dtype=dp.dtype).view(1, 2, 1, 1)
-        h, w = math.ceil(images.shape[-2] / self.stride), math.ceil(images.shape[-1] / self.stride)
+        h, w = self.grid_size(images)
         dp = ((dp[:b] + flipped) / 2)[..., :h, :w]
         if self.stride != 4:  # to the stride-4 grid and its units, which the instance pass works in
             factor = 4 // self.stride

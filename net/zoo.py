@@ -75,7 +75,7 @@ def _irn_recorded(ckpt: dict) -> tuple[str, dict]:
     built = _args_of(ckpt)
     return (ckpt.get("backbone") or built.get("backbone", DEFAULT_BACKBONE),
             {"boundary": ckpt.get("boundary") or built.get("irn_boundary", "gated"),
-             "stride": int(built.get("irn_stride", 4))})
+             "stride": int(ckpt.get("stride") or built.get("irn_stride", 4))})
 
 
 def _aff_recorded(ckpt: dict) -> tuple[str, dict]:

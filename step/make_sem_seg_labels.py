@@ -147,15 +147,15 @@ def cam_label(cam: dict, keys: np.ndarray, image_hw: tuple[int, int], *, bg_thre
 
 
 def write_sem_seg_overlay(out_dir: str, name: str, image: np.ndarray, boundary: np.ndarray | None,
-                          label: np.ndarray, gt: np.ndarray | None, class_names: list[str] | None = None) -> None:
-    """Image | boundary map (white = boundary) | pseudo mask | ground truth (when there is one), titled, with a
-    legend of the classes (``class_names``: ["background", fg_1, ...])."""
+                          label: np.ndarray, gt: np.ndarray | None, class_names: list[str] | None = None,
+                          stride: int = 4) -> None:
+    """Image | boundary map (white = boundary, on the grid of ``stride``) | pseudo mask | ground truth (when there is
+    one), titled, with a legend of the classes (``class_names``: ["background", fg_1, ...])."""
     h, w = image.shape[:2]
     if boundary is None:
         boundary_panel = np.zeros((h, w), np.uint8)
     else:
-        factor = 4 if boundary.shape[0] * 4 < h + 4 else 2  # the map's stride: 4, or 2 for a stride-2 IRN
-        up = F.interpolate(torch.from_numpy(boundary)[None, None].float(), scale_factor=factor, mode="bilinear",
+        up = F.interpolate(torch.from_numpy(boundary)[None, None].float(), scale_factor=stride, mode="bilinear",
                            align_corners=False)[0, 0, :h, :w]
         boundary_panel = (up.clamp(0, 1) * 255).round().byte().numpy()
     panels = [image, boundary_panel, label_overlay(image, label)]
@@ -215,7 +215,7 @@ def run(args) -> None:
         if cam["cam"].shape != (len(keys),) + stride_size(h, w):
             raise ValueError(f"{cam_file}: stride-4 CAM is {cam['cam'].shape}, expected "
                              f"{(len(keys),) + stride_size(h, w)} for the {h}x{w} image (stale --cam_out_dir?)")
-        boundary = None
+        boundary, stride = None, 4  # stride: the boundary map's grid (2 for a stride-2 IRN)
         walked = torch.zeros((0,) + stride_size(h, w))
         if len(keys) == 0:
             label = np.zeros((h, w), np.uint8)
@@ -241,7 +241,7 @@ def run(args) -> None:
                     class_scale=args.class_scale)
                 boundary = affinity_edge_map(features).cpu().numpy()
             else:
-                stride = getattr(model[0], "stride", 4)  # 4, or 2 for a stride-2 IRN (--irn_stride)
+                stride = getattr(model[0], "stride", 4)  # --irn_stride of the trained IRN
                 boundary_t = model[0].boundary_map(x)[0, 0]  # (ceil(H/s), ceil(W/s))
                 if boundary_t.shape != stride_size(h, w, stride):
                     raise ValueError(f"boundary map {tuple(boundary_t.shape)} != stride-{stride} size "
@@ -260,7 +260,7 @@ def run(args) -> None:
             gt = load_png(gt_path) if os.path.isfile(gt_path) else None
             gt = gt if gt is not None and gt.shape == (h, w) else None  # a colour or misfit mask is not drawn
             write_sem_seg_overlay(out_dir, name, image, boundary, label, gt,
-                                  class_names=load_class_names(args.voc12_root))
+                                  class_names=load_class_names(args.voc12_root), stride=stride)
         if args.sem_seg_save_rw and args.rw_method != "none":
             # CAM-format scores of the walk, so eval_cam can sweep the background threshold on them
             scale = 1.0 / max(float(walked.max()), 1e-5) if walked.numel() and normalize else 1.0

@@ -39,7 +39,8 @@ def write_boundary_overlays(model: IRNet, args, names: list[str], device: torch.
             image = read_image(artifacts.image_path(args.voc12_root, name))  # (H, W, 3) uint8
             x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div(255)[None]
             boundary = model.boundary_map(x)  # (1, 1, h4, w4)
-            full = torch.nn.functional.interpolate(boundary, scale_factor=model.stride, mode="bilinear", align_corners=False)
+            full = torch.nn.functional.interpolate(boundary, scale_factor=model.stride, mode="bilinear",
+                                                   align_corners=False)
             full = full[0, 0, : image.shape[0], : image.shape[1]].float().cpu().numpy()
             save_png(artifacts.irn_boundary_overlay_path(args.irn_weights_name, name),
                      side_by_side([image, cam_overlay(image, full)], titles=["image", "boundary map"]))
